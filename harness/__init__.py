@@ -1,0 +1,25 @@
+"""echolab's harness: describe a lab (``LabSpec``), build it (``Lab``), run clients, check replies.
+
+Results are data (``RunResult`` of ``ClientResult`` records), so experiments and reports
+compute from them instead of parsing printed text.
+"""
+
+from harness.checks import Problem, check_client, check_run
+from harness.lab import ClientResult, Lab, LabError, RunResult
+from harness.spec import LabSpec, ServerSpec, Workload
+from harness.waiting import WaitTimeout, wait_for
+
+__all__ = [
+    "ClientResult",
+    "Lab",
+    "LabError",
+    "LabSpec",
+    "Problem",
+    "RunResult",
+    "ServerSpec",
+    "WaitTimeout",
+    "Workload",
+    "check_client",
+    "check_run",
+    "wait_for",
+]

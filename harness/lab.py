@@ -1,0 +1,331 @@
+"""A lab made real with the Docker SDK: a labelled network, a server, N client containers.
+
+Everything the lab creates carries its id (``org.echolab.lab``) and is removed by that label in
+``close()``, which runs from ``__exit__`` also after a failure or Ctrl-C, and from ``start()``
+when start-up itself fails. Several labs run at once without clashing: names, network and DNS
+alias are all scoped by the lab id, and no port is published.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from types import TracebackType
+
+import docker
+import docker.errors
+from docker.client import DockerClient
+from docker.models.containers import Container
+from docker.models.networks import Network
+
+from harness import labels, sweep
+from harness.checks import Problem, check_run
+from harness.results import ClientResult, read_client_output
+from harness.spec import LabSpec, Workload
+from harness.waiting import NotReady, WaitTimeout, wait_for
+
+log = logging.getLogger(__name__)
+
+SERVER_ALIAS = "server"
+_SECOND_NS = 1_000_000_000
+# Hardening that costs nothing: what compose.yaml applies to the same images.
+_HARDENING: dict[str, object] = {
+    "read_only": True,
+    "cap_drop": ["ALL"],
+    "security_opt": ["no-new-privileges:true"],
+    "tmpfs": {"/tmp": "size=16m"},
+}
+
+
+class LabError(RuntimeError):
+    """A lab could not do what was asked; carries the lab's container logs for the report."""
+
+    def __init__(self, message: str, logs: dict[str, str] | None = None) -> None:
+        self.logs = logs or {}
+        tail = "".join(
+            f"\n--- {name} (last lines) ---\n" + "\n".join(text.splitlines()[-20:])
+            for name, text in self.logs.items()
+        )
+        super().__init__(message + tail)
+
+
+@dataclass
+class RunResult:
+    """What a batch of clients did, as data: per-client records, plus timings of the run."""
+
+    lab: str
+    workload: Workload
+    clients: list[ClientResult]
+    start_s: float
+    elapsed_s: float
+    extra: dict[str, object] = field(default_factory=dict)
+
+    def problems(self) -> list[Problem]:
+        return check_run(self.clients, self.workload.count)
+
+    def records(self) -> list[dict[str, object]]:
+        """Every exchange of every client, as plain dicts (for JSON-lines results files)."""
+        return [record for client in self.clients for record in client.records()]
+
+    def assert_ok(self) -> None:
+        problems = self.problems()
+        if problems:
+            shown = "\n".join(f"  {p}" for p in problems[:20])
+            more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+            raise AssertionError(f"{len(problems)} problem(s) in lab {self.lab}:\n{shown}{more}")
+
+
+class ClientRun:
+    """Client containers that were started and are not collected yet (see ``Lab.start_clients``)."""
+
+    def __init__(self, lab: Lab, containers: list[Container], workload: Workload, start_s: float):
+        self._lab = lab
+        self.containers = containers
+        self.workload = workload
+        self.start_s = start_s
+        self._started = time.monotonic() - start_s
+
+    def wait(self, timeout: float | None = None) -> RunResult:
+        """Wait until every client exited, collect its records, remove it."""
+        deadline = timeout if timeout is not None else self.workload.timeout + 30.0
+        names = {c.name for c in self.containers}
+
+        def all_exited() -> None:
+            running = self._lab.running_clients(names)
+            if running:
+                raise NotReady(f"{len(running)}/{len(names)} clients still running")
+
+        try:
+            wait_for(f"{len(names)} clients of lab {self._lab.id} to finish", all_exited, timeout=deadline, most=0.25)
+        except WaitTimeout as error:
+            raise LabError(str(error), self._lab.logs()) from error
+        results = self._lab.collect(self.containers)
+        return RunResult(
+            lab=self._lab.id,
+            workload=self.workload,
+            clients=results,
+            start_s=self.start_s,
+            elapsed_s=time.monotonic() - self._started,
+        )
+
+
+class Lab:
+    """One server and its clients on a private, internal network (see ``LabSpec``)."""
+
+    def __init__(self, spec: LabSpec | None = None, client: DockerClient | None = None) -> None:
+        self.spec = spec or LabSpec()
+        self.id = f"{self.spec.name}-{uuid.uuid4().hex[:8]}"
+        self._client = client
+        self._network: Network | None = None
+        self._server: Container | None = None
+        self._client_count = 0
+        self._count_lock = threading.Lock()
+        self._collected_logs: dict[str, str] = {}
+
+    # -- life cycle -------------------------------------------------------------------------
+
+    @property
+    def docker(self) -> DockerClient:
+        if self._client is None:
+            # One pooled connection per worker thread that starts containers, plus headroom.
+            self._client = docker.from_env(max_pool_size=self.spec.start_parallelism + 8)
+        return self._client
+
+    def __enter__(self) -> Lab:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def start(self) -> None:
+        try:
+            sweep.sweep(self.docker, everything=False)
+            self._require_images()
+            self._network = self.docker.networks.create(
+                self.id, driver="bridge", internal=True, labels=self._labels("network")
+            )
+            self._server = self._create_server()
+            self._server.start()
+            self.wait_server_healthy()
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Remove every container and the network of this lab, whatever state they are in."""
+        sweep.remove_lab(self.docker, self.id)
+        self._network = None
+        self._server = None
+
+    # -- server -------------------------------------------------------------------------------
+
+    @property
+    def server(self) -> Container:
+        if self._server is None:
+            raise LabError(f"lab {self.id} is not started")
+        return self._server
+
+    def _create_server(self) -> Container:
+        return self.docker.containers.create(
+            self.spec.server_image,
+            name=f"{self.id}-server",
+            hostname=SERVER_ALIAS,
+            environment=self.spec.server.environment(),
+            labels=self._labels("server"),
+            network=self.id,
+            networking_config={self.id: self.docker.api.create_endpoint_config(aliases=[SERVER_ALIAS])},
+            healthcheck={
+                "test": ["CMD", "python3", "-m", "echo_server.healthcheck"],
+                "interval": _SECOND_NS // 2,
+                "timeout": 3 * _SECOND_NS,
+                "retries": 3,
+                "start_period": 20 * _SECOND_NS,
+            },
+            mem_limit="256m",
+            pids_limit=256,
+            **_HARDENING,
+        )
+
+    def wait_server_healthy(self, timeout: float | None = None) -> None:
+        server = self.server
+
+        def healthy() -> None:
+            server.reload()
+            state = server.attrs["State"]
+            if state["Status"] in ("exited", "dead"):
+                raise LabError(f"server of lab {self.id} exited with {state['ExitCode']}", self.logs())
+            health = state.get("Health", {}).get("Status", "none")
+            if health != "healthy":
+                raise NotReady(f"status={state['Status']} health={health}")
+
+        try:
+            wait_for(
+                f"server of lab {self.id} to be healthy (a real echo exchange)",
+                healthy,
+                timeout=timeout or self.spec.health_timeout,
+            )
+        except WaitTimeout as error:
+            raise LabError(str(error), self.logs()) from error
+
+    def restart_server(self, stop_timeout: int = 10) -> None:
+        """SIGTERM the server (it drains), start it again, wait until healthy."""
+        self.server.restart(timeout=stop_timeout)
+        self.wait_server_healthy()
+
+    # -- clients ------------------------------------------------------------------------------
+
+    def start_clients(
+        self, n: int | None = None, workload: Workload | None = None, *, command: Sequence[str] | None = None
+    ) -> ClientRun:
+        """Create and start ``n`` client containers at once; collect them with ``.wait()``.
+
+        Containers are created and started by a pool of ``spec.start_parallelism`` threads: on
+        two cores, starting them all at once is slower than a small pool (moby#42096).
+        """
+        n = self.spec.clients if n is None else n
+        workload = workload or self.spec.workload
+        began = time.monotonic()
+        with self._count_lock:
+            first = self._client_count
+            self._client_count += n
+
+        def launch(index: int) -> Container:
+            client_id = f"c{index}"
+            container = self._create_client(client_id, command or workload.command(client_id))
+            container.start()
+            return container
+
+        with ThreadPoolExecutor(self.spec.start_parallelism, thread_name_prefix="lab-start") as pool:
+            containers = list(pool.map(launch, range(first, first + n)))
+        return ClientRun(self, containers, workload, time.monotonic() - began)
+
+    def run_clients(self, n: int | None = None, workload: Workload | None = None) -> RunResult:
+        return self.start_clients(n, workload).wait()
+
+    def run_command(self, command: Sequence[str], *, entrypoint: Sequence[str] | None = None,
+                    timeout: float = 60.0) -> ClientResult:
+        """Run one container of the client image with any command (e.g. the seed client)."""
+        client_id = f"x{self._client_count}"
+        with self._count_lock:
+            self._client_count += 1
+        container = self._create_client(client_id, list(command), entrypoint=entrypoint)
+        container.start()
+        run = ClientRun(self, [container], Workload(count=1, timeout=timeout), 0.0)
+        return run.wait(timeout).clients[0]
+
+    def _create_client(self, client_id: str, command: list[str],
+                       entrypoint: Sequence[str] | None = None) -> Container:
+        return self.docker.containers.create(
+            self.spec.client_image,
+            command=command,
+            entrypoint=list(entrypoint) if entrypoint else None,
+            name=f"{self.id}-{client_id}",
+            environment={"ECHO_HOST": SERVER_ALIAS, "ECHO_PORT": "8899", "ECHO_CLIENT_ID": client_id},
+            labels={**self._labels("client"), "org.echolab.client": client_id},
+            network=self.id,
+            mem_limit="128m",
+            pids_limit=64,
+            **_HARDENING,
+        )
+
+    def running_clients(self, names: set[str]) -> list[str]:
+        listed = self.docker.containers.list(
+            all=True, filters=labels.project_filter(**{labels.LAB: self.id, labels.ROLE: "client"})
+        )
+        return [c.name for c in listed if c.name in names and c.status not in ("exited", "dead")]
+
+    def collect(self, containers: list[Container]) -> list[ClientResult]:
+        """Read each finished client's output into records, then remove the container."""
+
+        def one(container: Container) -> ClientResult:
+            container.reload()
+            exit_code = int(container.attrs["State"]["ExitCode"])
+            stdout = container.logs(stdout=True, stderr=False).decode("utf-8", "replace")
+            stderr = container.logs(stdout=False, stderr=True).decode("utf-8", "replace")
+            client_id = container.labels.get("org.echolab.client", container.name)
+            self._collected_logs[container.name] = stderr
+            container.remove(force=True)
+            return read_client_output(client_id, container.name, exit_code, stdout, stderr)
+
+        with ThreadPoolExecutor(self.spec.start_parallelism, thread_name_prefix="lab-collect") as pool:
+            return list(pool.map(one, containers))
+
+    # -- reports --------------------------------------------------------------------------------
+
+    def logs(self, tail: int = 200) -> dict[str, str]:
+        """The logs of every container of this lab, for failure reports (collected ones too)."""
+        found = dict(self._collected_logs)
+        try:
+            listed = self.docker.containers.list(all=True, filters=labels.project_filter(**{labels.LAB: self.id}))
+        except docker.errors.DockerException as error:
+            return {**found, "(docker)": f"cannot list containers: {error}"}
+        for container in listed:
+            try:
+                found[container.name] = container.logs(tail=tail).decode("utf-8", "replace")
+            except docker.errors.DockerException as error:
+                found[container.name] = f"(no logs: {error})"
+        return found
+
+    def _labels(self, role: str) -> dict[str, str]:
+        return labels.lab_labels(self.id, role)
+
+    def _require_images(self) -> None:
+        missing = []
+        for image in (self.spec.server_image, self.spec.client_image):
+            try:
+                self.docker.images.get(image)
+            except docker.errors.ImageNotFound:
+                missing.append(image)
+        if missing:
+            raise LabError(f"image(s) {', '.join(missing)} not found: build them with `make images`")

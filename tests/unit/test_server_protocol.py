@@ -1,0 +1,217 @@
+"""Pure tests of the server's protocol module: framing, replies, stamps. No sockets."""
+
+from __future__ import annotations
+
+import itertools
+import time
+
+import pytest
+from echo_server.protocol import (
+    RAW_CHUNK,
+    REPLY_RE,
+    STAMP_LEN,
+    LineFramer,
+    LineTooLong,
+    RawFramer,
+    ReplyError,
+    StampCache,
+    check_reply,
+    ctime_stamp,
+    error_line,
+    format_replies,
+    format_reply,
+    line_too_long,
+    make_framer,
+    parse_reply,
+)
+from hypothesis import given
+from hypothesis import strategies as st
+
+STAMP = b"[Wed Nov 25 02:00:05 2026] "
+
+
+def feed_all(framer: LineFramer | RawFramer, segments: list[bytes]) -> list[bytes]:
+    out: list[bytes] = []
+    for segment in segments:
+        out.extend(framer.feed(segment))
+    return out
+
+
+def expected_requests(stream: bytes) -> list[bytes]:
+    """The reference: every newline-terminated piece, the unterminated tail dropped."""
+    return [part + b"\n" for part in stream.split(b"\n")[:-1]]
+
+
+def split_at(stream: bytes, cuts: list[int]) -> list[bytes]:
+    points = sorted({min(c, len(stream)) for c in cuts})
+    bounds = [0, *points, len(stream)]
+    return [stream[a:b] for a, b in itertools.pairwise(bounds)]
+
+
+# Bytes biased toward the interesting ones: newline, CR, NUL, invalid UTF-8.
+stream_bytes = st.lists(
+    st.one_of(
+        st.sampled_from([b"\n", b"\r", b"\x00", b"\xff", b"\xc3", b"a"]), st.binary(max_size=5)
+    ),
+    max_size=60,
+).map(b"".join)
+
+
+@given(stream=stream_bytes, cuts=st.lists(st.integers(0, 400), max_size=30))
+def test_any_segmentation_gives_the_same_requests(stream: bytes, cuts: list[int]) -> None:
+    framer = LineFramer(max_line=1000)
+    assert feed_all(framer, split_at(stream, cuts)) == expected_requests(stream)
+    assert framer.buffered == len(stream) - sum(map(len, expected_requests(stream)))
+
+
+@given(stream=stream_bytes)
+def test_one_byte_segments_property(stream: bytes) -> None:
+    framer = LineFramer(max_line=1000)
+    segments = [stream[i : i + 1] for i in range(len(stream))]
+    assert feed_all(framer, segments) == expected_requests(stream)
+
+
+@pytest.mark.parametrize(
+    ("segments", "expected"),
+    [
+        ([b"h", b"e", b"l", b"l", b"o", b"\n"], [b"hello\n"]),
+        ([b"a\nb\nc\n"], [b"a\n", b"b\n", b"c\n"]),
+        ([b"a\r\n", b"\r\n"], [b"a\r\n", b"\r\n"]),
+        ([b"\x00\x00\n"], [b"\x00\x00\n"]),
+        ([b"\xff\xfe\xc3(\n"], [b"\xff\xfe\xc3(\n"]),
+        ([b"\n\n", b"\n"], [b"\n", b"\n", b"\n"]),
+        ([b"par", b"tial"], []),
+        ([b"ab", b"c\nde", b"f\n"], [b"abc\n", b"def\n"]),
+    ],
+)
+def test_line_framing_explicit_cases(segments: list[bytes], expected: list[bytes]) -> None:
+    assert feed_all(LineFramer(64), segments) == expected
+
+
+def test_many_lines_in_one_chunk_keep_order() -> None:
+    lines = [f"line {i}\n".encode() for i in range(1000)]
+    assert LineFramer(64).feed(b"".join(lines)) == lines
+
+
+def test_line_at_the_limit_is_accepted() -> None:
+    framer = LineFramer(max_line=4)
+    assert framer.feed(b"abcd") == []
+    assert framer.feed(b"\n") == [b"abcd\n"]
+
+
+def test_partial_line_over_limit_raises_and_frees_the_buffer() -> None:
+    framer = LineFramer(max_line=1024)
+    with pytest.raises(LineTooLong) as info:
+        for _ in range(10 * 1024):  # 10 MiB in 1 KiB reads, never a newline
+            framer.feed(b"x" * 1024)
+    assert info.value.limit == 1024
+    assert info.value.requests == []
+    assert framer.buffered == 0
+    assert str(info.value) == "line too long (limit 1024 bytes)"
+
+
+def test_complete_line_over_limit_keeps_the_requests_before_it() -> None:
+    framer = LineFramer(max_line=4)
+    with pytest.raises(LineTooLong) as info:
+        framer.feed(b"ok\nfine\ntoolong\nlater\n")
+    assert info.value.requests == [b"ok\n", b"fine\n"]
+    assert framer.buffered == 0
+
+
+def test_tail_over_limit_after_complete_lines() -> None:
+    framer = LineFramer(max_line=4)
+    with pytest.raises(LineTooLong) as info:
+        framer.feed(b"ok\n" + b"y" * 5)
+    assert info.value.requests == [b"ok\n"]
+    assert framer.buffered == 0
+
+
+def test_buffered_prefix_pushes_line_over_limit() -> None:
+    framer = LineFramer(max_line=4)
+    framer.feed(b"abc")
+    with pytest.raises(LineTooLong):
+        framer.feed(b"de\n")
+
+
+def test_line_framer_rejects_nonpositive_limit() -> None:
+    with pytest.raises(ValueError, match="max_line"):
+        LineFramer(0)
+
+
+def test_raw_framer_cuts_reads_into_1024_byte_chunks() -> None:
+    framer = RawFramer()
+    data = bytes(range(256)) * 10  # 2560 bytes
+    chunks = framer.feed(data)
+    assert [len(c) for c in chunks] == [RAW_CHUNK, RAW_CHUNK, 512]
+    assert b"".join(chunks) == data
+    assert framer.feed(b"no newline") == [b"no newline"]
+    assert framer.feed(b"") == []
+    assert framer.buffered == 0
+
+
+@given(st.binary(max_size=5000))
+def test_raw_framer_property(data: bytes) -> None:
+    chunks = RawFramer().feed(data)
+    assert b"".join(chunks) == data
+    assert all(0 < len(c) <= RAW_CHUNK for c in chunks)
+
+
+def test_make_framer() -> None:
+    assert isinstance(make_framer("line", 10), LineFramer)
+    assert isinstance(make_framer("raw", 10), RawFramer)
+    with pytest.raises(ValueError, match="unknown framing"):
+        make_framer("bogus", 10)
+
+
+def test_reply_formatting_is_byte_exact() -> None:
+    assert format_reply(b"hi\r\n", STAMP) == b"[Wed Nov 25 02:00:05 2026] hi\r\n"
+    requests = [b"a\n", b"\xff\x00\n", b"\n"]
+    assert format_replies(requests, STAMP) == b"".join(STAMP + r for r in requests)
+    assert format_replies([], STAMP) == b""
+    assert format_replies([b""], STAMP) == STAMP
+
+
+def test_ctime_stamp_matches_time_ctime() -> None:
+    now = 1_795_000_000.7
+    assert ctime_stamp(now) == b"[" + time.ctime(now).encode() + b"] "
+    assert len(ctime_stamp(now)) == STAMP_LEN
+
+
+def test_stamp_cache_recomputes_only_when_the_second_changes() -> None:
+    clock = [100.1]
+    cache = StampCache(clock=lambda: clock[0])
+    first = cache()
+    clock[0] = 100.9
+    assert cache() is first
+    clock[0] = 101.0
+    second = cache()
+    assert second == ctime_stamp(101) and second != first
+
+
+def test_error_lines() -> None:
+    assert error_line("too many connections") == b"ERROR too many connections\n"
+    assert line_too_long(65536) == b"ERROR line too long (limit 65536 bytes)\n"
+
+
+def test_parse_and_check_reply() -> None:
+    stamp, echoed = parse_reply(STAMP + b"x\xff\n")
+    assert stamp == b"Wed Nov 25 02:00:05 2026"
+    assert echoed == b"x\xff\n"
+    assert parse_reply(b"[Thu Nov  5 02:00:05 2026] ")[1] == b""
+    check_reply(ctime_stamp(time.time()) + b"healthcheck\n", b"healthcheck\n")
+    assert REPLY_RE.match(STAMP + b"z") is not None
+
+
+@pytest.mark.parametrize(
+    ("reply", "reason"),
+    [
+        (b"healthcheck\n", "prefix"),
+        (b"[Wed Nov 25 02:00:05 2026]healthcheck\n", "prefix"),
+        (b"[Xyz Nov 25 02:00:05 2026] x\n", "not a ctime"),
+        (b"ERROR idle timeout\n", "ERROR idle timeout"),
+        (STAMP + b"other\n", "mismatch"),
+    ],
+)
+def test_check_reply_rejects(reply: bytes, reason: str) -> None:
+    with pytest.raises(ReplyError, match=reason):
+        check_reply(reply, b"healthcheck\n")
