@@ -47,30 +47,45 @@ def time_compose(tool: compose.Compose, clients: int, override: Path) -> float:
 
     def healthy() -> None:
         found = client.containers.list(
-            filters={"label": [f"com.docker.compose.project={project}", "com.docker.compose.service=server"]}
+            filters={
+                "label": [
+                    f"com.docker.compose.project={project}",
+                    "com.docker.compose.service=server",
+                ]
+            }
         )
         if not found or found[0].attrs["State"].get("Health", {}).get("Status") != "healthy":
             raise NotReady("server not healthy")
 
     try:
-        subprocess.run([*base, "up", "-d", "--no-build", "server"], check=True, env=env, capture_output=True)
+        subprocess.run(
+            [*base, "up", "-d", "--no-build", "server"], check=True, env=env, capture_output=True
+        )
         wait_for(f"server of {project} healthy", healthy, timeout=60)
         began = time.monotonic()
+        scale = ["up", "-d", "--no-build", "--scale", f"client={clients}", "client"]
         subprocess.run(
-            [*base, "--profile", "client", "up", "-d", "--no-build", "--scale", f"client={clients}", "client"],
-            check=True, env=env, capture_output=True,
-        )  # fmt: skip
+            [*base, "--profile", "client", *scale], check=True, env=env, capture_output=True
+        )
         return time.monotonic() - began
     finally:
-        subprocess.run([*base, "--profile", "client", "down", "-t", "5", "--remove-orphans"],
-                       env=env, capture_output=True, check=False)
+        subprocess.run(
+            [*base, "--profile", "client", "down", "-t", "5", "--remove-orphans"],
+            env=env,
+            capture_output=True,
+            check=False,
+        )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--pools", default="8", help="harness start pool sizes to compare, e.g. 4,8,16")
+    parser.add_argument(
+        "--pools", default="8", help="harness start pool sizes to compare, e.g. 4,8,16"
+    )
     parser.add_argument("--out", default="results/startup.json")
     args = parser.parse_args()
     pools = [int(p) for p in args.pools.split(",")]
@@ -81,7 +96,9 @@ def main() -> None:
         override.write_text(OVERRIDE)
         for round_no in range(args.rounds):
             for pool in pools:
-                timings.setdefault(f"harness pool={pool}", []).append(time_harness(args.clients, pool))
+                timings.setdefault(f"harness pool={pool}", []).append(
+                    time_harness(args.clients, pool)
+                )
             for tool in flavours:
                 label = f"compose {tool.version} --scale"
                 timings.setdefault(label, []).append(time_compose(tool, args.clients, override))
@@ -93,8 +110,16 @@ def main() -> None:
     rows = []
     for label, values in timings.items():
         median = statistics.median(values)
-        print(f"{label:<28}{min(values):>8.2f}{median:>8.2f}{max(values):>8.2f}{median / reference:>16.2f}x")
-        rows.append({"how": label, "runs_s": values, "median_s": median, "ratio_to_compose": median / reference})
+        figures = f"{min(values):>8.2f}{median:>8.2f}{max(values):>8.2f}"
+        print(f"{label:<28}{figures}{median / reference:>16.2f}x")
+        rows.append(
+            {
+                "how": label,
+                "runs_s": values,
+                "median_s": median,
+                "ratio_to_compose": median / reference,
+            }
+        )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"clients": args.clients, "rows": rows}, indent=2))

@@ -1,10 +1,10 @@
 """``python -m harness``: the lab from the command line (what the Makefile calls).
 
-  images   build the base (if needed), the server and the client images
-  up       start the Compose stack and wait until the server is healthy
-  run      an ephemeral lab: N client containers, every reply checked, results as JSON lines
-  down     stop the Compose stack
-  clean    remove every container, network (and with --images, image) the project created
+images   build the base (if needed), the server and the client images
+up       start the Compose stack and wait until the server is healthy
+run      an ephemeral lab: N client containers, every reply checked, results as JSON lines
+down     stop the Compose stack
+clean    remove every container, network (and with --images, image) the project created
 """
 
 from __future__ import annotations
@@ -51,13 +51,18 @@ def _server_health(project: str) -> str:
     client = docker.from_env()
     found = client.containers.list(
         all=True,
-        filters={"label": [f"com.docker.compose.project={project}", "com.docker.compose.service=server"]},
+        filters={
+            "label": [f"com.docker.compose.project={project}", "com.docker.compose.service=server"]
+        },
     )
     if not found:
         raise NotReady("no server container yet")
     state = found[0].attrs["State"]
     if state["Status"] in ("exited", "dead"):
-        raise LabError(f"server exited with {state['ExitCode']}", {found[0].name: found[0].logs(tail=30).decode()})
+        raise LabError(
+            f"server exited with {state['ExitCode']}",
+            {found[0].name: found[0].logs(tail=30).decode()},
+        )
     health = state.get("Health", {}).get("Status", "none")
     if health != "healthy":
         raise NotReady(f"health={health}")
@@ -68,8 +73,11 @@ def cmd_up(args: argparse.Namespace) -> int:
     tool = compose.detect()
     _say(f"starting the lab with {tool} (Compose {tool.version}), project {args.project}")
     subprocess.run(tool.command(args.project, "up", "-d", "--no-build", "server"), check=True)
-    name = wait_for(f"server of project {args.project} to be healthy", lambda: _server_health(args.project),
-                    timeout=args.timeout)
+    name = wait_for(
+        f"server of project {args.project} to be healthy",
+        lambda: _server_health(args.project),
+        timeout=args.timeout,
+    )
     run = "docker-compose" if tool.v1 else "docker compose"
     print(
         f"echolab is up: server {name} is healthy on the internal network.\n"
@@ -82,8 +90,10 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def cmd_down(args: argparse.Namespace) -> int:
     tool = compose.detect()
-    subprocess.run(tool.command(args.project, "--profile", "client", "down", "--remove-orphans", "-t", "10"),
-                   check=True)
+    subprocess.run(
+        tool.command(args.project, "--profile", "client", "down", "--remove-orphans", "-t", "10"),
+        check=True,
+    )
     return 0
 
 
@@ -96,8 +106,13 @@ def cmd_clean(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     spec = LabSpec(
         clients=args.clients,
-        workload=Workload(count=args.count, size=args.size, pipeline=args.pipeline, rate=args.rate,
-                          timeout=args.timeout),
+        workload=Workload(
+            count=args.count,
+            size=args.size,
+            pipeline=args.pipeline,
+            rate=args.rate,
+            timeout=args.timeout,
+        ),
         server=ServerSpec(framing=args.framing),
     )
     with Lab(spec) as lab:
@@ -123,11 +138,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="python -m harness", description=__doc__,
-                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    top = argparse.ArgumentParser(
+        prog="python -m harness",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = top.add_subparsers(dest="command", required=True)
 
-    sub.add_parser("images", help="build the lab's images (base too, if missing)").set_defaults(func=cmd_images)
+    sub.add_parser("images", help="build the lab's images (base too, if missing)").set_defaults(
+        func=cmd_images
+    )
 
     up = sub.add_parser("up", help="start the Compose lab and wait until the server is healthy")
     up.add_argument("--project", default=PROJECT)
@@ -138,7 +158,9 @@ def parser() -> argparse.ArgumentParser:
     down.add_argument("--project", default=PROJECT)
     down.set_defaults(func=cmd_down)
 
-    clean = sub.add_parser("clean", help="remove every labelled container and network of the project")
+    clean = sub.add_parser(
+        "clean", help="remove every labelled container and network of the project"
+    )
     clean.add_argument("--images", action="store_true", help="remove the project's images too")
     clean.set_defaults(func=cmd_clean)
 

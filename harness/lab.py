@@ -83,7 +83,9 @@ class RunResult:
 class ClientRun:
     """Client containers that were started and are not collected yet (see ``Lab.start_clients``)."""
 
-    def __init__(self, lab: Lab, containers: list[Container], workload: Workload, start_s: float):
+    def __init__(
+        self, lab: Lab, containers: list[Container], workload: Workload, start_s: float
+    ) -> None:
         self._lab = lab
         self.containers = containers
         self.workload = workload
@@ -101,7 +103,12 @@ class ClientRun:
                 raise NotReady(f"{len(running)}/{len(names)} clients still running")
 
         try:
-            wait_for(f"{len(names)} clients of lab {self._lab.id} to finish", all_exited, timeout=deadline, most=0.25)
+            wait_for(
+                f"{len(names)} clients of lab {self._lab.id} to finish",
+                all_exited,
+                timeout=deadline,
+                most=0.25,
+            )
         except WaitTimeout as error:
             raise LabError(str(error), self._lab.logs()) from error
         results = self._lab.collect(self.containers)
@@ -184,7 +191,9 @@ class Lab:
             environment=self.spec.server.environment(),
             labels=self._labels("server"),
             network=self.id,
-            networking_config={self.id: self.docker.api.create_endpoint_config(aliases=[SERVER_ALIAS])},
+            networking_config={
+                self.id: self.docker.api.create_endpoint_config(aliases=[SERVER_ALIAS])
+            },
             healthcheck={
                 "test": ["CMD", "python3", "-m", "echo_server.healthcheck"],
                 "interval": _SECOND_NS // 2,
@@ -204,7 +213,9 @@ class Lab:
             server.reload()
             state = server.attrs["State"]
             if state["Status"] in ("exited", "dead"):
-                raise LabError(f"server of lab {self.id} exited with {state['ExitCode']}", self.logs())
+                raise LabError(
+                    f"server of lab {self.id} exited with {state['ExitCode']}", self.logs()
+                )
             health = state.get("Health", {}).get("Status", "none")
             if health != "healthy":
                 raise NotReady(f"status={state['Status']} health={health}")
@@ -226,7 +237,11 @@ class Lab:
     # -- clients ------------------------------------------------------------------------------
 
     def start_clients(
-        self, n: int | None = None, workload: Workload | None = None, *, command: Sequence[str] | None = None
+        self,
+        n: int | None = None,
+        workload: Workload | None = None,
+        *,
+        command: Sequence[str] | None = None,
     ) -> ClientRun:
         """Create and start ``n`` client containers at once; collect them with ``.wait()``.
 
@@ -246,15 +261,22 @@ class Lab:
             container.start()
             return container
 
-        with ThreadPoolExecutor(self.spec.start_parallelism, thread_name_prefix="lab-start") as pool:
+        with ThreadPoolExecutor(
+            self.spec.start_parallelism, thread_name_prefix="lab-start"
+        ) as pool:
             containers = list(pool.map(launch, range(first, first + n)))
         return ClientRun(self, containers, workload, time.monotonic() - began)
 
     def run_clients(self, n: int | None = None, workload: Workload | None = None) -> RunResult:
         return self.start_clients(n, workload).wait()
 
-    def run_command(self, command: Sequence[str], *, entrypoint: Sequence[str] | None = None,
-                    timeout: float = 60.0) -> ClientResult:
+    def run_command(
+        self,
+        command: Sequence[str],
+        *,
+        entrypoint: Sequence[str] | None = None,
+        timeout: float = 60.0,
+    ) -> ClientResult:
         """Run one container of the client image with any command (e.g. the seed client)."""
         client_id = f"x{self._client_count}"
         with self._count_lock:
@@ -264,14 +286,19 @@ class Lab:
         run = ClientRun(self, [container], Workload(count=1, timeout=timeout), 0.0)
         return run.wait(timeout).clients[0]
 
-    def _create_client(self, client_id: str, command: list[str],
-                       entrypoint: Sequence[str] | None = None) -> Container:
+    def _create_client(
+        self, client_id: str, command: list[str], entrypoint: Sequence[str] | None = None
+    ) -> Container:
         return self.docker.containers.create(
             self.spec.client_image,
             command=command,
             entrypoint=list(entrypoint) if entrypoint else None,
             name=f"{self.id}-{client_id}",
-            environment={"ECHO_HOST": SERVER_ALIAS, "ECHO_PORT": "8899", "ECHO_CLIENT_ID": client_id},
+            environment={
+                "ECHO_HOST": SERVER_ALIAS,
+                "ECHO_PORT": "8899",
+                "ECHO_CLIENT_ID": client_id,
+            },
             labels={**self._labels("client"), "org.echolab.client": client_id},
             network=self.id,
             mem_limit="128m",
@@ -298,7 +325,9 @@ class Lab:
             container.remove(force=True)
             return read_client_output(client_id, container.name, exit_code, stdout, stderr)
 
-        with ThreadPoolExecutor(self.spec.start_parallelism, thread_name_prefix="lab-collect") as pool:
+        with ThreadPoolExecutor(
+            self.spec.start_parallelism, thread_name_prefix="lab-collect"
+        ) as pool:
             return list(pool.map(one, containers))
 
     # -- reports --------------------------------------------------------------------------------
@@ -307,7 +336,9 @@ class Lab:
         """The logs of every container of this lab, for failure reports (collected ones too)."""
         found = dict(self._collected_logs)
         try:
-            listed = self.docker.containers.list(all=True, filters=labels.project_filter(**{labels.LAB: self.id}))
+            listed = self.docker.containers.list(
+                all=True, filters=labels.project_filter(**{labels.LAB: self.id})
+            )
         except docker.errors.DockerException as error:
             return {**found, "(docker)": f"cannot list containers: {error}"}
         for container in listed:
@@ -328,4 +359,6 @@ class Lab:
             except docker.errors.ImageNotFound:
                 missing.append(image)
         if missing:
-            raise LabError(f"image(s) {', '.join(missing)} not found: build them with `make images`")
+            raise LabError(
+                f"image(s) {', '.join(missing)} not found: build them with `make images`"
+            )

@@ -27,7 +27,9 @@ class Swept:
         return f"{self.containers} container(s), {self.networks} network(s), {self.images} image(s)"
 
 
-def _remove_containers(client: DockerClient, filters: dict[str, list[str]], everything: bool) -> int:
+def _remove_containers(
+    client: DockerClient, filters: dict[str, list[str]], everything: bool
+) -> int:
     removed = 0
     for container in client.containers.list(all=True, filters=filters):
         if everything or labels.owner_is_gone(container.labels):

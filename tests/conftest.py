@@ -56,7 +56,9 @@ def docker_client() -> Iterator[docker.DockerClient]:
 
 
 @pytest.fixture
-def make_lab(request: pytest.FixtureRequest, docker_client: docker.DockerClient) -> Iterator[Callable[..., Lab]]:
+def make_lab(
+    request: pytest.FixtureRequest, docker_client: docker.DockerClient
+) -> Iterator[Callable[..., Lab]]:
     """Start labs for a test; every one is closed after it, and its logs attach to a failure."""
     labs: list[Lab] = []
     request.node.stash[_LABS_KEY] = labs

@@ -79,8 +79,12 @@ def test_failure_inside_a_lab_still_tears_it_down(docker_client: docker.DockerCl
     assert docker_client.networks.list(filters=found) == []
 
 
-def test_missing_image_is_a_clear_error_and_leaves_nothing(docker_client: docker.DockerClient) -> None:
-    lab = Lab(LabSpec(name="noimage", server_image="echolab-server:does-not-exist"), client=docker_client)
+def test_missing_image_is_a_clear_error_and_leaves_nothing(
+    docker_client: docker.DockerClient,
+) -> None:
+    lab = Lab(
+        LabSpec(name="noimage", server_image="echolab-server:does-not-exist"), client=docker_client
+    )
     with pytest.raises(LabError, match=r"not found: build them with `make images`"):
         lab.start()
     found = labels.project_filter(**{labels.LAB: lab.id})

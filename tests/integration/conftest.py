@@ -66,8 +66,12 @@ class Stack:
     def server(self) -> Container:
         found = self.docker.containers.list(
             all=True,
-            filters={"label": [f"com.docker.compose.project={self.project}",
-                               "com.docker.compose.service=server"]},
+            filters={
+                "label": [
+                    f"com.docker.compose.project={self.project}",
+                    "com.docker.compose.service=server",
+                ]
+            },
         )
         if not found:
             raise NotReady(f"no server container in project {self.project}")
@@ -83,8 +87,9 @@ class Stack:
 
         return wait_for(f"server of {self.project} to be healthy", healthy, timeout=timeout)
 
-    def compose(self, *args: str, stdin: bytes | None = None, timeout: float = 90.0
-                ) -> subprocess.CompletedProcess[bytes]:
+    def compose(
+        self, *args: str, stdin: bytes | None = None, timeout: float = 90.0
+    ) -> subprocess.CompletedProcess[bytes]:
         return subprocess.run(
             self.tool.command(self.project, *args),
             input=stdin,

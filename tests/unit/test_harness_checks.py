@@ -7,7 +7,14 @@ from dataclasses import dataclass
 
 import pytest
 
-from harness.checks import check_client, check_complete, check_format, check_order, check_run, parse_stamp
+from harness.checks import (
+    check_client,
+    check_complete,
+    check_format,
+    check_order,
+    check_run,
+    parse_stamp,
+)
 
 STAMP = "Wed Nov 25 02:00:05 2026"
 
@@ -21,13 +28,17 @@ class Ex:
     reply: str
 
 
-def ex(seq: int, conn: int = 0, stamp: str = STAMP, client: str = "c0", reply: str | None = None) -> Ex:
+def ex(
+    seq: int, conn: int = 0, stamp: str = STAMP, client: str = "c0", reply: str | None = None
+) -> Ex:
     request = f"c0 {seq:08d} xx\n"
     return Ex(client, conn, seq, request, reply if reply is not None else f"[{stamp}] {request}")
 
 
 def test_parse_stamp_reads_ctime_including_space_padded_days() -> None:
-    assert parse_stamp(f"[{STAMP}] x\n") == time.mktime(time.strptime(STAMP, "%a %b %d %H:%M:%S %Y"))
+    assert parse_stamp(f"[{STAMP}] x\n") == time.mktime(
+        time.strptime(STAMP, "%a %b %d %H:%M:%S %Y")
+    )
     assert parse_stamp("[Thu Nov  5 02:00:05 2026] x\n") is not None
     assert parse_stamp(f"{STAMP} x\n") is None
     assert parse_stamp("[Xyz Nov 25 02:00:05 2026] x\n") is None
