@@ -78,7 +78,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         lambda: _server_health(args.project),
         timeout=args.timeout,
     )
-    run = "docker-compose" if tool.v1 else "docker compose"
+    run = compose.spelling_for_users()
     print(
         f"echolab is up: server {name} is healthy on the internal network.\n"
         f"  talk to it:   {run} run --rm client\n"

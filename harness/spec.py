@@ -96,7 +96,7 @@ class LabSpec:
     client_image: str = "echolab-client:latest"
     # Containers started at once: on 2 cores a bounded pool starts N containers faster than
     # starting them all together (moby#42096); see benchmarks/startup.py for the measurement.
-    start_parallelism: int = 8
+    start_parallelism: int = 16
     health_timeout: float = 60.0
 
     def __post_init__(self) -> None:
