@@ -101,10 +101,10 @@ class Stack:
 
 @pytest.fixture(scope="session")
 def stack(
+    docker_client: docker.DockerClient,  # first: without an engine, fail with its clear message
     docker_services: object,
     compose_tool: compose.Compose,
     docker_compose_project_name: str,
-    docker_client: docker.DockerClient,
 ) -> Iterator[Stack]:
     found = Stack(compose_tool, docker_compose_project_name, docker_client)
     found.wait_healthy()
