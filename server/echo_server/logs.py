@@ -43,13 +43,18 @@ class EventLog:
     """A logger small enough to have no configuration beyond format and level."""
 
     def __init__(
-        self, fmt: str = "text", level: str = "info", stream: TextIO | None = None
+        self,
+        fmt: str = "text",
+        level: str = "info",
+        stream: TextIO | None = None,
+        context: dict[str, Any] | None = None,
     ) -> None:
         if fmt not in ("text", "json"):
             raise ValueError(f"unknown log format {fmt!r}")
         self._format = format_json if fmt == "json" else format_text
         self._threshold = LEVELS[level]
         self._stream = stream
+        self._context = dict(context or {})  # fields on every event, e.g. worker=1
 
     def enabled(self, level: str) -> bool:
         """Lets hot paths skip building fields for an event that will not be written."""
@@ -59,6 +64,8 @@ class EventLog:
         if LEVELS[level] < self._threshold:
             return
         stream = self._stream if self._stream is not None else sys.stdout
+        if self._context:
+            fields = {**fields, **self._context}
         line = self._format(timestamp(time.time()), event, fields)
         try:
             stream.write(line + "\n")

@@ -52,6 +52,8 @@ class EchoServer:
             self.config.port,
             backlog=BACKLOG,
             reuse_address=True,
+            # --workers N: every worker binds the same port; the kernel balances accepts.
+            reuse_port=True if self.config.workers > 1 else None,
         )
         # Port 0 asks the kernel for a free port; the log is how anyone learns which one.
         sockname = self._server.sockets[0].getsockname()
@@ -144,6 +146,8 @@ async def serve(config: ServerConfig, log: EventLog) -> None:
             installed.append(sig)
         except (NotImplementedError, RuntimeError):  # not the main thread, or no signals
             pass
+    # A --workers child starts with these blocked (see workers.py); a no-op otherwise.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, installed)
     try:
         await stop.wait()
     finally:

@@ -20,6 +20,7 @@ def test_defaults() -> None:
     assert config.max_pending == 1 << 20
     assert config.shutdown_timeout == 5
     assert (config.log_format, config.log_level) == ("text", "info")
+    assert config.workers == 1
 
 
 ENV = {
@@ -60,6 +61,12 @@ def test_flags_override_environment() -> None:
     assert config.max_line == 100  # not given as a flag: the environment still applies
 
 
+def test_workers_from_flag_and_environment() -> None:
+    assert parse_config([], {"ECHO_WORKERS": "4"}).workers == 4
+    assert parse_config(["--workers", "2"], {"ECHO_WORKERS": "4"}).workers == 2
+    assert parse_config(["--workers", "1"], {}) == ServerConfig()
+
+
 def test_empty_environment_variable_counts_as_unset() -> None:
     assert parse_config([], {"ECHO_PORT": "", "ECHO_FRAMING": ""}) == ServerConfig()
 
@@ -87,6 +94,9 @@ def test_empty_environment_variable_counts_as_unset() -> None:
         (["--host", " "], {}, "host must not be empty"),
         (["--bogus"], {}, "unrecognized arguments: --bogus"),
         (["--port"], {}, "expected one argument"),
+        (["--workers", "0"], {}, "--workers: 0 is out of range (must be between 1 and 256)"),
+        (["--workers", "257"], {}, "between 1 and 256"),
+        ([], {"ECHO_WORKERS": "two"}, "ECHO_WORKERS: 'two' is not an integer"),
     ],
 )
 def test_bad_values_are_rejected_clearly(
