@@ -97,3 +97,21 @@ def test_client_failure_is_reported_with_the_client_and_reason(make_lab: MakeLab
     result = lab.run_command(["--host", "nowhere", "--count", "1", "--connect-timeout", "1"])
     assert result.exit_code == 3
     assert "cannot connect" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_lab_containers_are_hardened_on_an_internal_network(make_lab: MakeLab) -> None:
+    """Non-root, read-only root, no capabilities, no-new-privileges, memory and pids limits."""
+    lab = make_lab(LabSpec(name="hard", clients=1, workload=Workload(count=20, rate=50.0)))
+    run = lab.start_clients()
+    for container in [lab.server, *run.containers]:
+        container.reload()
+        host = container.attrs["HostConfig"]
+        assert host["ReadonlyRootfs"] is True, container.name
+        assert host["CapDrop"] == ["ALL"] and not host["CapAdd"], container.name
+        assert "no-new-privileges:true" in host["SecurityOpt"], container.name
+        assert host["Memory"] > 0 and host["PidsLimit"] > 0, container.name
+        assert host["PortBindings"] in ({}, None), container.name
+        assert container.attrs["Config"]["User"] == "10001:10001", container.name
+        assert list(container.attrs["NetworkSettings"]["Networks"]) == [lab.id], container.name
+    assert lab.docker.networks.get(lab.id).attrs["Internal"] is True
+    run.wait().assert_ok()
