@@ -47,13 +47,15 @@ format: venv
 unit: venv
 	$(VENV)/bin/pytest -m "not docker" $(PYTEST_ARGS)
 
-test: images lint
+# The tests also need the fault-injection sidecar (about 45 s to build the first time).
+test: lint
+	$(PY) -m harness images --faults
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 clean: venv
 	-$(PY) -m harness down
 	$(PY) -m harness clean --images
-	rm -rf client/vendor .pytest_cache
+	rm -rf client/vendor faults/sidecar/vendor .pytest_cache
 
 bench-startup: images
 	$(PY) benchmarks/startup.py

@@ -44,6 +44,20 @@ def _sigterm_is_interrupt() -> None:
 def cmd_images(args: argparse.Namespace) -> int:
     base = images.build_all(say=_say)
     _say(f"images ready: {images.SERVER_IMAGE}, {images.CLIENT_IMAGE} (base {base})")
+    if args.faults:
+        from harness.faults import image as fault_image
+
+        _say(f"fault sidecar ready: {fault_image.build(say=_say)}")
+    return 0
+
+
+def cmd_preflight(args: argparse.Namespace) -> int:
+    from harness.faults import image as fault_image
+    from harness.faults import preflight
+
+    client = docker.from_env()
+    report = preflight(client, fault_image.build(client, say=_say))
+    print(json.dumps(report.as_dict(), indent=2) if args.json else report)
     return 0
 
 
@@ -145,9 +159,13 @@ def parser() -> argparse.ArgumentParser:
     )
     sub = top.add_subparsers(dest="command", required=True)
 
-    sub.add_parser("images", help="build the lab's images (base too, if missing)").set_defaults(
-        func=cmd_images
-    )
+    built = sub.add_parser("images", help="build the lab's images (base too, if missing)")
+    built.add_argument("--faults", action="store_true", help="also the fault-injection sidecar")
+    built.set_defaults(func=cmd_images)
+
+    check = sub.add_parser("preflight", help="which network faults this host can apply, and how")
+    check.add_argument("--json", action="store_true")
+    check.set_defaults(func=cmd_preflight)
 
     up = sub.add_parser("up", help="start the Compose lab and wait until the server is healthy")
     up.add_argument("--project", default=PROJECT)

@@ -14,8 +14,10 @@ import time
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
 import docker
 import docker.errors
@@ -28,6 +30,9 @@ from harness.checks import Problem, check_run
 from harness.results import ClientResult, read_client_output
 from harness.spec import LabSpec, Workload
 from harness.waiting import NotReady, WaitTimeout, wait_for
+
+if TYPE_CHECKING:
+    from harness.faults import Applied
 
 log = logging.getLogger(__name__)
 
@@ -228,6 +233,12 @@ class Lab:
             )
         except WaitTimeout as error:
             raise LabError(str(error), self.logs()) from error
+
+    def impair(self, target: str, **params: Any) -> AbstractContextManager[Applied]:
+        """Network faults on ``target`` for the duration of a ``with``: see ``harness.faults``."""
+        from harness.faults import impair  # the fault machinery loads only when used
+
+        return impair(self, target, **params)
 
     def restart_server(self, stop_timeout: int = 10) -> None:
         """SIGTERM the server (it drains), start it again, wait until healthy."""

@@ -1,0 +1,60 @@
+"""``python3 -m echolab_fault_engine run --delay-us 20000 ...`` or ``... probe``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from types import FrameType
+
+
+def idle() -> int:
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    print(json.dumps({"event": "ready", "engine": "idle"}), flush=True)
+    while True:
+        signal.pause()
+
+
+def main(argv: list[str] | None = None) -> int:
+    top = argparse.ArgumentParser(prog="python3 -m echolab_fault_engine")
+    sub = top.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="hold and release the packets of an NFQUEUE")
+    run.add_argument("--queue", type=int, default=0)
+    run.add_argument("--delay-us", type=int, default=0)
+    run.add_argument("--jitter-us", type=int, default=0)
+    run.add_argument("--correlation", type=float, default=0.0)
+    run.add_argument("--loss", type=float, default=0.0, help="probability 0..1")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--reorder", action="store_true", help="let jitter reorder packets")
+    run.add_argument("--spin-us", type=int, default=200)
+    run.add_argument("--max-len", type=int, default=10000, help="packets the kernel may queue")
+    sub.add_parser("probe", help="which faults this kernel can apply (JSON)")
+    sub.add_parser("idle", help="wait for SIGTERM (kernel-only faults are exec'd into this)")
+    args = top.parse_args(argv)
+    if args.command == "idle":
+        return idle()
+    if args.command == "probe":
+        from echolab_fault_engine.probe import main as probe_main
+
+        return probe_main()
+    from echolab_fault_engine.engine import run as run_engine
+    from echolab_fault_engine.schedule import Schedule
+
+    schedule = Schedule(
+        delay_s=args.delay_us / 1e6,
+        jitter_s=args.jitter_us / 1e6,
+        correlation=args.correlation,
+        loss=args.loss,
+        seed=args.seed,
+        keep_order=not args.reorder,
+    )
+    return run_engine(schedule, args.queue, max_len=args.max_len, spin_s=args.spin_us / 1e6)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

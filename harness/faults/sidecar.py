@@ -1,0 +1,133 @@
+"""The sidecar that applies a plan inside a target's network namespace (Docker SDK).
+
+It joins the target's namespace (``network_mode="container:<id>"``) with ``NET_ADMIN`` only; the
+target keeps its own capabilities (none, in the lab). It runs the plan's engine (or idles), the
+plan's commands are exec'd into it, and ``remove()`` undoes them, stops it (the engine releases
+what it holds) and removes it. Every step of removal tolerates what is already gone, so it is
+idempotent, and the sidecar carries the lab's labels, so ``Lab.close()`` sweeps it too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import docker.errors
+from docker.client import DockerClient
+from docker.models.containers import Container
+
+from harness import labels
+from harness.faults.plan import Plan
+from harness.waiting import NotReady, WaitTimeout, wait_for
+
+log = logging.getLogger(__name__)
+TARGET = "org.echolab.fault-target"
+
+
+class FaultError(RuntimeError):
+    """A fault could not be applied (says which command failed and why)."""
+
+
+@dataclass
+class Sidecar:
+    client: DockerClient
+    target: Container
+    lab_id: str
+    plan: Plan
+    image: str
+    container: Container | None = None
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    def apply(self) -> None:
+        """Start the sidecar, wait for its engine, run the plan; on failure undo everything."""
+        try:
+            self._clear_leftovers()
+            self.container = self.client.containers.run(
+                self.image,
+                command=self.plan.engine,
+                name=f"{self.target.name}-fault",
+                network_mode=f"container:{self.target.id}",
+                cap_drop=["ALL"],
+                cap_add=["NET_ADMIN"],
+                labels={
+                    **labels.lab_labels(self.lab_id, "fault"),
+                    TARGET: self.target.name,
+                    "org.echolab.fault-backend": self.plan.backend,
+                },
+                detach=True,
+                mem_limit="128m",
+                pids_limit=32,
+            )
+            self._wait_ready()
+            for argv in self.plan.remove:  # earlier runs' leftovers: idempotent apply
+                self._exec(argv, check=False)
+            for argv in self.plan.apply:
+                self._exec(argv, check=True)
+        except BaseException:
+            self.remove()
+            raise
+
+    def remove(self) -> None:
+        container, self.container = self.container, None
+        if container is None:
+            return
+        try:
+            container.reload()
+            if container.status == "running":
+                for argv in self.plan.remove:
+                    self._exec(argv, check=False, container=container)
+                container.stop(timeout=5)
+            self.stats = _last_event(container, "stats")
+        except docker.errors.NotFound:
+            return
+        except docker.errors.APIError as error:  # the target died: its namespace is gone too
+            log.warning("removing fault sidecar %s: %s", container.name, error)
+        with contextlib.suppress(docker.errors.NotFound):
+            container.remove(force=True)
+
+    def _clear_leftovers(self) -> None:
+        found = self.client.containers.list(
+            all=True, filters=labels.project_filter(**{TARGET: self.target.name})
+        )
+        for old in found:
+            with contextlib.suppress(docker.errors.NotFound):
+                old.remove(force=True)
+
+    def _wait_ready(self) -> None:
+        container = self.container
+        assert container is not None
+
+        def ready() -> None:
+            container.reload()
+            if container.status in ("exited", "dead"):
+                raise FaultError(f"fault sidecar exited: {container.logs().decode()[-2000:]}")
+            if not _last_event(container, "ready"):
+                raise NotReady(f"status={container.status}")
+
+        try:
+            wait_for(f"fault sidecar of {self.target.name}", ready, timeout=20)
+        except WaitTimeout as error:
+            raise FaultError(f"{error}: {container.logs().decode()[-2000:]}") from error
+
+    def _exec(self, argv: list[str], *, check: bool, container: Container | None = None) -> None:
+        target = container or self.container
+        assert target is not None
+        code, output = target.exec_run(argv)
+        if check and code != 0:
+            text = output.decode("utf-8", "replace").strip()
+            raise FaultError(f"{' '.join(argv)} failed in {target.name} ({code}): {text}")
+
+
+def _last_event(container: Container, event: str) -> dict[str, Any]:
+    for line in reversed(container.logs(stdout=True, stderr=False).decode().splitlines()):
+        if line.startswith("{"):
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if record.get("event") == event:
+                return dict(record)
+    return {}

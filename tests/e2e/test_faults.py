@@ -1,0 +1,120 @@
+"""Network faults end to end: a real lab, a real sidecar in the server's namespace.
+
+The sidecar image is built here if missing (first time on a fresh machine: base ~25-50 s,
+wheel ~15 s, image ~30 s), so ``make test`` needs nothing set up by hand.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable
+
+import docker
+import pytest
+
+from harness import Lab, LabSpec, Workload, labels
+from harness.faults import FaultUnsupported, impair, preflight
+from harness.faults import image as fault_image
+
+MakeLab = Callable[..., Lab]
+
+
+@pytest.fixture(scope="session")
+def sidecar_image(docker_client: docker.DockerClient) -> str:
+    return fault_image.build(docker_client, say=print)
+
+
+@pytest.fixture
+def fault_lab(make_lab: MakeLab, sidecar_image: str) -> Lab:
+    return make_lab(LabSpec(name="faults", clients=5, workload=Workload(count=50, pipeline=1)))
+
+
+def _no_sidecars_left(client: docker.DockerClient, lab: Lab) -> None:
+    found = labels.project_filter(**{labels.LAB: lab.id, labels.ROLE: "fault"})
+    assert client.containers.list(all=True, filters=found) == []
+
+
+def test_server_delay_with_jitter_adds_delay_to_each_round_trip(
+    fault_lab: Lab, docker_client: docker.DockerClient
+) -> None:
+    with impair(fault_lab, "server", delay="20ms", jitter="2ms", seed=1) as applied:
+        result = fault_lab.run_clients()
+    result.extra["fault"] = applied.describe()
+    assert applied.backend in ("netem", "nfqueue")
+    result.assert_ok()
+    for client in result.clients:
+        assert [e.seq for e in client.exchanges] == list(range(50))
+        median = statistics.median(client.rtts_ms())
+        assert 20.0 <= median < 23.0, (client.client, median)
+    _no_sidecars_left(docker_client, fault_lab)
+    # removed means removed: the next run is back to sub-millisecond round trips
+    after = fault_lab.run_clients(1)
+    after.assert_ok()
+    assert statistics.median(after.clients[0].rtts_ms()) < 5.0
+
+
+def test_packet_loss_is_recovered_by_tcp(fault_lab: Lab) -> None:
+    with impair(fault_lab, "server", loss="5%", direction="both", seed=2) as applied:
+        result = fault_lab.run_clients()
+    result.assert_ok()
+    stats = applied.engine_stats()
+    if applied.backend == "nfqueue":
+        (counted,) = stats.values()
+        assert counted["dropped"] > 0, counted  # packets really were dropped, and TCP recovered
+
+
+def test_bad_parameters_fail_before_anything_changes(
+    fault_lab: Lab, docker_client: docker.DockerClient
+) -> None:
+    for params, message in [
+        ({"delay": "-5ms"}, "delay must be >= 0"),
+        ({"loss": "101%"}, "loss must be within"),
+        ({"delay": "5 fortnights"}, "unknown unit"),
+    ]:
+        with pytest.raises(ValueError, match=message), impair(fault_lab, "server", **params):
+            pass
+    with pytest.raises(ValueError, match="unknown target"), impair(fault_lab, "c99", delay="1ms"):
+        pass
+    _no_sidecars_left(docker_client, fault_lab)
+
+
+def test_failure_inside_the_block_still_removes_the_fault(
+    fault_lab: Lab, docker_client: docker.DockerClient
+) -> None:
+    with pytest.raises(RuntimeError, match="on purpose"), impair(fault_lab, "server", delay="5ms"):
+        raise RuntimeError("on purpose")
+    _no_sidecars_left(docker_client, fault_lab)
+    fault_lab.run_clients(1).assert_ok()
+
+
+def test_preflight_says_what_this_host_can_do(
+    docker_client: docker.DockerClient, sidecar_image: str
+) -> None:
+    report = preflight(docker_client, sidecar_image)
+    assert report.can()["latency"] in ("netem", "nfqueue")
+
+
+def test_netem_backend(fault_lab: Lab, docker_client: docker.DockerClient) -> None:
+    report = preflight(docker_client, fault_image.SIDECAR_IMAGE)
+    if not report.netem.ok:
+        pytest.skip(f"this kernel has no sch_netem: {report.netem.detail}")
+    with impair(fault_lab, "server", delay="20ms", backend="netem") as applied:
+        result = fault_lab.run_clients()
+    assert applied.backend == "netem"
+    result.assert_ok()
+    for client in result.clients:
+        assert 20.0 <= statistics.median(client.rtts_ms()) < 23.0
+
+
+def test_forcing_netem_where_it_is_missing_is_a_clear_error(
+    fault_lab: Lab, docker_client: docker.DockerClient
+) -> None:
+    report = preflight(docker_client, fault_image.SIDECAR_IMAGE)
+    if report.netem.ok:
+        pytest.skip("this kernel has sch_netem")
+    with (
+        pytest.raises(FaultUnsupported, match="netem is not usable"),
+        impair(fault_lab, "server", delay="1ms", backend="netem"),
+    ):
+        pass
+    _no_sidecars_left(docker_client, fault_lab)

@@ -1,0 +1,96 @@
+"""The sidecar engine's pure parts: the seeded schedule and the release loop's bookkeeping."""
+
+from __future__ import annotations
+
+import itertools
+import statistics
+
+import pytest
+from echolab_fault_engine.engine import Engine
+from echolab_fault_engine.schedule import Schedule
+
+
+def test_fixed_delay():
+    s = Schedule(delay_s=0.02)
+    assert [s.decide(t) for t in (1.0, 1.001)] == [pytest.approx(1.02), pytest.approx(1.021)]
+
+
+def test_jitter_is_bounded_seeded_and_centred():
+    draws = [Schedule(delay_s=0.02, jitter_s=0.002, seed=1, keep_order=False)]
+    s = draws[0]
+    delays = [s.decide(float(i)) - i for i in range(5000)]
+    assert all(0.018 - 1e-9 <= d <= 0.022 + 1e-9 for d in delays)
+    assert statistics.median(delays) == pytest.approx(0.02, abs=2e-4)
+    again = Schedule(delay_s=0.02, jitter_s=0.002, seed=1, keep_order=False)
+    assert [again.decide(float(i)) - i for i in range(5000)] == delays
+    other = Schedule(delay_s=0.02, jitter_s=0.002, seed=2, keep_order=False)
+    assert [other.decide(float(i)) - i for i in range(50)] != delays[:50]
+
+
+def test_keep_order_never_releases_before_an_earlier_packet():
+    s = Schedule(delay_s=0.01, jitter_s=0.01, seed=3)
+    releases = [s.decide(i * 0.0001) for i in range(2000)]
+    assert releases == sorted(releases)
+
+
+def test_correlation_smooths_jitter():
+    def steps(c: float) -> float:
+        s = Schedule(delay_s=0.01, jitter_s=0.01, correlation=c, seed=4, keep_order=False)
+        d = [s.decide(float(i)) - i for i in range(3000)]
+        return statistics.mean(abs(a - b) for a, b in itertools.pairwise(d))
+
+    assert steps(0.9) < steps(0.0) / 3
+
+
+def test_loss_rate_and_determinism():
+    s = Schedule(delay_s=0.0, loss=0.05, seed=5)
+    decided = [s.decide(float(i)) for i in range(20000)]
+    assert sum(d is None for d in decided) / len(decided) == pytest.approx(0.05, abs=0.006)
+    again = Schedule(delay_s=0.0, loss=0.05, seed=5)
+    assert [again.decide(float(i)) is None for i in range(20000)] == [d is None for d in decided]
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"delay_s": -1}, {"loss": 1.5}, {"correlation": 2.0}, {"jitter_s": -0.1}]
+)
+def test_schedule_refuses_bad_parameters(kwargs):
+    with pytest.raises(ValueError):
+        Schedule(**kwargs)
+
+
+class FakePacket:
+    def __init__(self, log: list[tuple[str, int]], n: int) -> None:
+        self.log, self.n = log, n
+
+    def accept(self) -> None:
+        self.log.append(("accept", self.n))
+
+    def drop(self) -> None:
+        self.log.append(("drop", self.n))
+
+
+def test_engine_holds_until_the_deadline_then_releases_in_order():
+    now = [0.0]
+    engine = Engine(Schedule(delay_s=0.01), clock=lambda: now[0])
+    log: list[tuple[str, int]] = []
+    for n in range(3):
+        now[0] = n * 0.001
+        engine.on_packet(FakePacket(log, n))
+    now[0] = 0.0105
+    engine.release_due()
+    assert log == [("accept", 0)]
+    now[0] = 0.05
+    engine.release_due()
+    assert log == [("accept", 0), ("accept", 1), ("accept", 2)]
+    assert engine.stats.summary()["released"] == 3
+
+
+def test_engine_drops_lost_packets_and_releases_everything_when_stopped():
+    engine = Engine(Schedule(delay_s=10.0, loss=0.5, seed=6), clock=lambda: 0.0)
+    log: list[tuple[str, int]] = []
+    for n in range(100):
+        engine.on_packet(FakePacket(log, n))
+    dropped = sum(1 for verdict, _ in log if verdict == "drop")
+    assert 20 < dropped < 80 and engine.stats.dropped == dropped
+    engine.release_all()
+    assert len(log) == 100 and engine.held == []
