@@ -55,7 +55,8 @@ test: lint
 clean: venv
 	-$(PY) -m harness down
 	$(PY) -m harness clean --images
-	rm -rf client/vendor faults/sidecar/vendor .pytest_cache
+	rm -rf faults/sidecar/vendor .pytest_cache
+	rm -f client/vendor/*.whl client/vendor/.python server/vendor/*.whl server/vendor/.python
 
 bench-startup: images
 	$(PY) benchmarks/startup.py
