@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv images up down test unit lint format clean bench-startup bench
+.PHONY: help venv images up down test unit lint format clean bench-startup bench bench-container
 
 help:
 	@echo "make up       build what is missing, start the server (Compose), wait until healthy"
@@ -16,6 +16,7 @@ help:
 	@echo "make down     stop the lab"
 	@echo "make clean    remove every container, network and image the project or its tests created"
 	@echo "make bench-startup   50 clients: the harness vs docker compose --scale, side by side"
+	@echo "make bench-container   what the lab costs: the server in its container vs natively"
 	@echo "make bench    the server natively on loopback vs seed, uvloop and C epoll servers (gcc, no Docker)"
 
 # The venv is rebuilt when pyproject.toml changes; it holds the harness, the test tools and
@@ -63,3 +64,6 @@ bench-startup: images
 
 bench: venv
 	$(PY) benchmarks/server/run.py
+
+bench-container: images
+	$(PY) benchmarks/server/container.py

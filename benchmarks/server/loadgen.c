@@ -48,6 +48,8 @@ typedef struct {
 } conn_t;
 
 static int n_conns = 1, depth = 1, size = 64, raw = 0, idle = 0, port = 0;
+/* Loopback unless --host names the lab's own server container (benchmarks/server/container.py). */
+static const char *host = "127.0.0.1";
 static double duration = 3.0, warmup = 0.5, rate = 0.0, hold = 1.0;
 static int pids[MAX_PIDS], n_pids = 0;
 static conn_t *conns;
@@ -312,7 +314,7 @@ static void arm_timer(int tfd, uint64_t now) {
 
 static void usage(void) {
     fprintf(stderr,
-            "usage: loadgen --port P [--conns N] [--depth D] [--size BYTES] [--duration S]\n"
+            "usage: loadgen --port P [--host IPV4] [--conns N] [--depth D] [--size BYTES] [--duration S]\n"
             "  [--warmup S] [--rate REQ_PER_S] [--raw] [--idle] [--hold S] [--pids 1,2]\n");
     exit(2);
 }
@@ -324,6 +326,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--idle")) idle = 1;
         else if (!v) usage();
         else if (!strcmp(a, "--port")) port = atoi(v), i++;
+        else if (!strcmp(a, "--host")) host = v, i++;
         else if (!strcmp(a, "--conns")) n_conns = atoi(v), i++;
         else if (!strcmp(a, "--depth")) depth = atoi(v), i++;
         else if (!strcmp(a, "--size")) size = atoi(v), i++;
@@ -363,7 +366,10 @@ int main(int argc, char **argv) {
 
     long rss_before = pids_rss_kb();
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
+        fprintf(stderr, "loadgen: --host must be an IPv4 address, got %s\n", host);
+        return 2;
+    }
     uint64_t t_connect = now_ns();
     /* connect in batches; each connection's first exchange proves the server accepted it */
     int saved_depth = depth;
