@@ -15,7 +15,7 @@ from .protocol import LineTooLong, StampCache, error_line, format_replies, make_
 
 if TYPE_CHECKING:
     from .config import ServerConfig
-    from .logs import EventLog
+    from .logs import BurstLog, EventLog
 
 LINGER = 2.0
 """After an error reply the server half-closes and keeps reading (discarding) this long.
@@ -48,19 +48,26 @@ def _peer_name(transport: asyncio.BaseTransport) -> str:
     peer = transport.get_extra_info("peername")
     if isinstance(peer, tuple) and len(peer) >= 2:
         return f"{peer[0]}:{peer[1]}"
-    return str(peer)
+    # uvloop asks the kernel only now: a client that reset before being accepted has none.
+    return "?" if peer is None else str(peer)
 
 
 class EchoConnection(asyncio.Protocol):
     """Answers each complete request with [ctime] + request, in order, with bounded memory."""
 
     def __init__(
-        self, owner: Owner, config: ServerConfig, stamp: StampCache, log: EventLog
+        self,
+        owner: Owner,
+        config: ServerConfig,
+        stamp: StampCache,
+        log: EventLog,
+        bursts: BurstLog,
     ) -> None:
         self._owner = owner
         self._config = config
         self._stamp = stamp
         self._log = log
+        self._bursts = bursts  # client-caused errors: logged once, then summarised
         self._framer = make_framer(config.framing, config.max_line)
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
@@ -161,7 +168,7 @@ class EchoConnection(asyncio.Protocol):
 
     def _fail(self, payload: bytes, reason: str, **fields: object) -> None:
         self._reason = reason
-        self._log.event("error", peer=self.peer, reason=reason, **fields)
+        self._bursts.event("error", reason, peer=self.peer, **fields)
         self._finish(payload + error_line(reason), LINGER)
 
     def _finish(self, payload: bytes, linger: float) -> None:
@@ -223,10 +230,10 @@ class EchoConnection(asyncio.Protocol):
         else:
             # Not reading its replies or its half-close flush: nothing would reach it.
             self._reason = "idle timeout (stalled)"
-            self._log.event("error", peer=self.peer, reason=self._reason)
+            self._bursts.event("error", self._reason, peer=self.peer)
             transport.abort()
 
     def _note_partial(self) -> None:
         buffered = self._framer.buffered
         if buffered:
-            self._log.event("partial", peer=self.peer, bytes=buffered, reason="no newline at EOF")
+            self._bursts.event("partial", "no newline at EOF", peer=self.peer, bytes=buffered)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from typing import Any, TextIO
 
 LEVELS = {"debug": 10, "info": 20}
@@ -72,3 +73,54 @@ class EventLog:
             stream.flush()
         except (OSError, ValueError):
             pass  # a closed stdout must not take the server down with it
+
+
+Schedule = Callable[[float, Callable[[], None]], object]
+"""How BurstLog asks to be called back later: loop.call_later in the server."""
+
+
+class BurstLog:
+    """The first of a burst of like events in full, then at most one summary per interval.
+
+    A client-caused event (a refused connection, an idle timeout, an overlong line) is one
+    line per connection: a flood of 2,000 connections would write 2,000 lines, turning the
+    log into the attacker's amplifier and burying everything else. Events are grouped by
+    (event, reason). The first of a group is logged as usual, then a window of ``interval``
+    seconds opens; occurrences inside it are only counted, and when it ends one summary line
+    with the same event and reason reports them (and opens the next window), or, if there
+    were none, the group goes quiet and its next occurrence is logged in full again.
+
+    Every line carries ``count`` (1 on a full line), so summing ``count`` over a group gives
+    the exact number of occurrences, and ``flush()`` at shutdown leaves nothing uncounted.
+    """
+
+    def __init__(self, log: EventLog, schedule: Schedule, interval: float = 1.0) -> None:
+        self._log = log
+        self._schedule = schedule
+        self.interval = interval
+        self._held: dict[tuple[str, str], int] = {}  # open windows: occurrences held back
+
+    def event(self, event: str, reason: str, **fields: Any) -> None:
+        key = (event, reason)
+        if key in self._held:
+            self._held[key] += 1
+            return
+        self._log.event(event, reason=reason, count=1, **fields)
+        self._open(key)
+
+    def _open(self, key: tuple[str, str]) -> None:
+        self._held[key] = 0
+        self._schedule(self.interval, lambda: self._window_ended(key))
+
+    def _window_ended(self, key: tuple[str, str]) -> None:
+        held = self._held.pop(key, 0)
+        if held:
+            self._log.event(key[0], reason=key[1], count=held, interval=self.interval)
+            self._open(key)
+
+    def flush(self) -> None:
+        """Report every count still held back (shutdown); pending callbacks find nothing."""
+        held, self._held = self._held, {}
+        for (event, reason), count in held.items():
+            if count:
+                self._log.event(event, reason=reason, count=count, interval=self.interval)

@@ -14,9 +14,12 @@ import signal
 from typing import TYPE_CHECKING
 
 from .connection import EchoConnection
+from .logs import BurstLog
 from .protocol import StampCache
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from .config import ServerConfig
     from .logs import EventLog
 
@@ -33,6 +36,8 @@ class EchoServer:
         self.host = config.host
         self.port = config.port
         self._stamp = StampCache()  # shared: one ctime() per second for the whole server
+        # Refusals and client errors come in floods: one line, then one summary a second.
+        self.bursts = BurstLog(log, self._call_later)
         self._active: set[EchoConnection] = set()
         self._refused: set[EchoConnection] = set()
         self._empty = asyncio.Event()
@@ -70,14 +75,18 @@ class EchoServer:
             loop=type(loop).__module__.split(".")[0],
         )
 
+    @staticmethod
+    def _call_later(delay: float, callback: Callable[[], None]) -> None:
+        asyncio.get_running_loop().call_later(delay, callback)
+
     def _make_connection(self) -> EchoConnection:
-        return EchoConnection(self, self.config, self._stamp, self.log)
+        return EchoConnection(self, self.config, self._stamp, self.log, self.bursts)
 
     def admit(self, conn: EchoConnection) -> bool:
         self._empty.clear()
         if self._stopping or len(self._active) >= self.config.max_connections:
             self._refused.add(conn)
-            self.log.event(
+            self.bursts.event(
                 "refused",
                 peer=conn.peer,
                 reason="server stopping" if self._stopping else "too many connections",
@@ -120,6 +129,7 @@ class EchoServer:
             # abort() reports connection_lost on the next loop iteration.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._empty.wait(), 1.0)
+        self.bursts.flush()  # every refusal and error counted before "stopped"
         self.log.event("stopped", aborted=aborted)
 
 

@@ -215,3 +215,51 @@ def test_parse_and_check_reply() -> None:
 def test_check_reply_rejects(reply: bytes, reason: str) -> None:
     with pytest.raises(ReplyError, match=reason):
         check_reply(reply, b"healthcheck\n")
+
+
+# Any split of any byte stream yields exactly the replies of the unsplit stream -------------
+
+
+def run_until_error(framer: LineFramer, segments: list[bytes]) -> tuple[list[bytes], int | None]:
+    """Requests answered, and the limit of the LineTooLong that ended the stream, if any."""
+    out: list[bytes] = []
+    for segment in segments:
+        try:
+            out.extend(framer.feed(segment))
+        except LineTooLong as exc:
+            return [*out, *exc.requests], exc.limit
+    return out, None
+
+
+@given(
+    stream=stream_bytes,
+    cuts=st.lists(st.integers(0, 400), max_size=30),
+    max_line=st.integers(1, 12),
+)
+def test_any_segmentation_gives_the_same_replies_and_the_same_error(
+    stream: bytes, cuts: list[int], max_line: int
+) -> None:
+    # A small limit, so overlong lines (complete, or a tail still open) are frequent.
+    whole = run_until_error(LineFramer(max_line), [stream])
+    split = run_until_error(LineFramer(max_line), split_at(stream, cuts))
+    assert split == whole
+    requests, error = whole
+    assert format_replies(split[0], STAMP) == format_replies(requests, STAMP)
+    if error is None:
+        assert requests == expected_requests(stream)
+    else:  # the error comes right after the last line within the limit
+        assert requests == expected_requests(stream)[: len(requests)]
+        assert all(len(r) <= max_line + 1 for r in requests)
+
+
+@given(stream=st.binary(max_size=5000), cuts=st.lists(st.integers(0, 5000), max_size=20))
+def test_raw_framing_any_segmentation_echoes_the_stream(stream: bytes, cuts: list[int]) -> None:
+    # Raw framing answers each read, so the reply boundaries follow the reads by design; what
+    # holds for any split is that the echoed bytes are the stream, in order, none lost.
+    framer = RawFramer()
+    chunks = [c for s in split_at(stream, cuts) for c in framer.feed(s)]
+    assert b"".join(chunks) == stream
+    assert all(0 < len(c) <= RAW_CHUNK for c in chunks)
+    replies = b"".join(format_replies([c], STAMP) for c in chunks)
+    assert replies == b"".join(STAMP + c for c in chunks)
+    assert len(replies) == len(stream) + STAMP_LEN * len(chunks)
