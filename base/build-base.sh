@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# Builds the lab's base image locally when python:3.12-slim cannot be pulled (no registry).
+# Builds a Debian base image locally when python:3.12-slim cannot be pulled (no registry).
+#   build-base.sh IMAGE[:TAG] [EXTRA,DEBIAN,PACKAGES]
+# The lab's base holds python3 only (the server and client carry no network tools); the fault
+# sidecar's base adds iptables, iproute2 and libnetfilter-queue1 (harness/faults/image.py).
 #
 # Why mmdebstrap + docker import: it needs only Debian's package mirror (reachable from the
 # host), not an image registry, and the result is an ordinary image that the Dockerfiles
 # take as BASE_IMAGE. Debian's python3 is 3.11; the project's code runs on 3.11 and 3.12.
 set -euo pipefail
 
-image=${1:?usage: build-base.sh IMAGE[:TAG]}
+image=${1:?usage: build-base.sh IMAGE[:TAG] [EXTRA,PACKAGES]}
+include=python3${2:+,$2}
 suite=${ECHOLAB_BASE_SUITE:-bookworm}
 
 if ! command -v mmdebstrap >/dev/null 2>&1; then
@@ -21,8 +25,8 @@ fi
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-echo "build-base: mmdebstrap $suite -> $image (about 30 s)" >&2
-mmdebstrap --quiet --variant=minbase --include=python3 \
+echo "build-base: mmdebstrap $suite ($include) -> $image (about 30 s)" >&2
+mmdebstrap --quiet --variant=minbase --include="$include" \
     --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
     --dpkgopt='path-exclude=/usr/share/locale/*' \
     "$suite" "$work/rootfs.tar"

@@ -33,7 +33,7 @@ SERVER_WHEELS = ("uvloop",)
 Say = Callable[[str], None]
 
 
-def _present(client: DockerClient, image: str) -> bool:
+def image_present(client: DockerClient, image: str) -> bool:
     try:
         client.images.get(image)
     except docker.errors.ImageNotFound:
@@ -45,12 +45,12 @@ def resolve_base(client: DockerClient, say: Say) -> str:
     """``BASE_IMAGE`` if set; else python:3.12-slim if here or pullable; else the local base."""
     requested = os.environ.get("BASE_IMAGE")
     if requested:
-        if not _present(client, requested):
+        if not image_present(client, requested):
             raise RuntimeError(f"BASE_IMAGE={requested} is not present; build or pull it first")
         return requested
-    if _present(client, DEFAULT_BASE):
+    if image_present(client, DEFAULT_BASE):
         return DEFAULT_BASE
-    if _present(client, LOCAL_BASE):
+    if image_present(client, LOCAL_BASE):
         return LOCAL_BASE
     try:
         say(f"pulling {DEFAULT_BASE}")

@@ -1,7 +1,7 @@
 """The fault sidecar's image: its base (mmdebstrap), the NetfilterQueue wheel, the build.
 
 Everything is prepared on the host, so ``docker build`` needs no network: the base by
-``faults/sidecar/build-base.sh`` (python3, iptables, iproute2, libnetfilter-queue1), the wheel
+``base/build-base.sh`` with iptables, iproute2 and libnetfilter-queue1 added, the wheel
 compiled by pip against Debian's ``libnetfilter-queue-dev`` (installed with apt-get if missing
 and we are root) into ``faults/sidecar/vendor/``.
 """
@@ -21,11 +21,15 @@ import docker.errors
 from docker.client import DockerClient
 
 from harness import labels
+from harness.images import image_present
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 FOLDER = ROOT / "faults" / "sidecar"
 VENDOR = FOLDER / "vendor"
 BASE_IMAGE = "echolab-faults-base:bookworm"
+BUILD_BASE = ROOT / "base" / "build-base.sh"
+# What the sidecar needs beyond python3: iptables (NFQUEUE rules), iproute2 (tc), the queue library.
+BASE_PACKAGES = "iptables,iproute2,libnetfilter-queue1"
 SIDECAR_IMAGE = "echolab-faults-sidecar:latest"
 NFQ_REQUIREMENT = "NetfilterQueue==1.1.0"
 NFQ_HEADER = Path("/usr/include/libnetfilter_queue/libnetfilter_queue.h")
@@ -35,19 +39,11 @@ IMAGE_PYTHON = (3, 11)
 Say = Callable[[str], None]
 
 
-def _present(client: DockerClient, image: str) -> bool:
-    try:
-        client.images.get(image)
-    except docker.errors.ImageNotFound:
-        return False
-    return True
-
-
 def ensure_base(client: DockerClient, say: Say) -> str:
     base = os.environ.get("ECHOLAB_FAULTS_BASE", BASE_IMAGE)
-    if not _present(client, base):
+    if not image_present(client, base):
         say(f"building {base} with mmdebstrap (about 25-50 s)")
-        subprocess.run([str(FOLDER / "build-base.sh"), base], check=True)
+        subprocess.run([str(BUILD_BASE), base, BASE_PACKAGES], check=True)
     return base
 
 
@@ -90,7 +86,7 @@ def ensure_wheel(say: Say) -> Path:
 def build(client: DockerClient | None = None, say: Say = print, *, force: bool = False) -> str:
     """Build the sidecar image if missing (or ``force``); returns its tag."""
     client = client or docker.from_env()
-    if not force and _present(client, SIDECAR_IMAGE):
+    if not force and image_present(client, SIDECAR_IMAGE):
         return SIDECAR_IMAGE
     began = time.monotonic()
     base = ensure_base(client, say)
