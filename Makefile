@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv images up down test unit lint format clean bench-startup bench bench-container
+.PHONY: help venv images up down test unit lint format clean bench-startup bench fidelity bench-container
 
 help:
 	@echo "make up       build what is missing, start the server (Compose), wait until healthy"
@@ -17,6 +17,7 @@ help:
 	@echo "make clean    remove every container, network and image the project or its tests created"
 	@echo "make bench-startup   50 clients: the harness vs docker compose --scale, side by side"
 	@echo "make bench-container   what the lab costs: the server in its container vs natively"
+	@echo "make fidelity configured vs observed delay, jitter, loss, rate and CPU of each fault backend"
 	@echo "make bench    the server natively on loopback vs seed, uvloop and C epoll servers (gcc, no Docker)"
 
 # The venv is rebuilt when pyproject.toml changes; it holds the harness, the test tools and
@@ -67,3 +68,7 @@ bench: venv
 
 bench-container: images
 	$(PY) benchmarks/server/container.py
+
+fidelity: images
+	$(PY) -m harness images --faults
+	$(PY) benchmarks/fidelity.py

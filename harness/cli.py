@@ -3,8 +3,11 @@
 images   build the base (if needed), the server and the client images
 up       start the Compose stack and wait until the server is healthy
 run      an ephemeral lab: N client containers, every reply checked, results as JSON lines
-down     stop the Compose stack
+down     stop the Compose stack (its faults healed first)
 clean    remove every container, network (and with --images, image) the project created
+impair   a network fault on the running Compose lab (stays until heal): delay, jitter, loss, rate
+heal     remove the Compose lab's faults (of one target, or all)
+faults   list the faults in force on the Compose lab, with their parameters
 """
 
 from __future__ import annotations
@@ -46,8 +49,10 @@ def cmd_images(args: argparse.Namespace) -> int:
     _say(f"images ready: {images.SERVER_IMAGE}, {images.CLIENT_IMAGE} (base {base})")
     if args.faults:
         from harness.faults import image as fault_image
+        from harness.faults.proxy import image as proxy_image
 
         _say(f"fault sidecar ready: {fault_image.build(say=_say)}")
+        _say(f"fault proxy ready: {proxy_image.build(say=_say)}")
     return 0
 
 
@@ -103,6 +108,11 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
+    from harness.faults.compose_lab import ComposeLab
+
+    healed = ComposeLab(args.project).heal()  # sidecars hold the server's network namespace
+    if healed:
+        _say(f"healed {len(healed)} fault(s): {', '.join(healed)}")
     tool = compose.detect()
     subprocess.run(
         tool.command(args.project, "--profile", "client", "down", "--remove-orphans", "-t", "10"),
@@ -151,6 +161,88 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if not problems else 1
 
 
+USAGE_ERROR = 2
+
+
+def cmd_impair(args: argparse.Namespace) -> int:
+    """Validate everything (parameters, target, host) before anything changes; exit 2 if bad."""
+    from harness.faults import FaultUnsupported, Impairment, apply
+    from harness.faults.compose_lab import ComposeLab
+
+    words = {
+        k: v
+        for k, v in {
+            "delay": args.delay,
+            "jitter": args.jitter,
+            "correlation": args.correlation,
+            "loss": args.loss,
+            "rate": args.rate,
+        }.items()
+        if v is not None
+    }
+    params = {**words, "direction": args.direction, "seed": args.seed}
+    lab = ComposeLab(args.project)
+    try:
+        Impairment.parse(**params)
+        lab.resolve_target(args.target)
+    except ValueError as error:
+        _say(f"error: {error}")
+        return USAGE_ERROR
+    try:
+        applied = apply(lab, args.target, backend=args.backend, **params)
+    except (ValueError, FaultUnsupported) as error:
+        _say(f"error: {error}")
+        return USAGE_ERROR
+    described = applied.describe()
+    names = [s.container.name for s in applied.sidecars if s.container is not None]
+    print(json.dumps({**described, "sidecars": names}) if args.json else _one_fault(described))
+    _say(f"in force until `python -m harness heal {args.target} --project {args.project}`")
+    return 0
+
+
+def _one_fault(d: dict[str, object]) -> str:
+    parts = []
+    if d.get("delay_s") or d.get("jitter_s"):
+        parts.append(f"delay {float(d['delay_s']) * 1e3:g}ms ± {float(d['jitter_s']) * 1e3:g}ms")  # type: ignore[arg-type]
+    if d.get("loss"):
+        parts.append(f"loss {float(d['loss']) * 100:g}%")  # type: ignore[arg-type]
+    if d.get("rate_bit_s"):
+        parts.append(f"rate {int(d['rate_bit_s']) / 1e6:g}mbit")  # type: ignore[call-overload]
+    targets = d.get("targets")
+    where = ", ".join(targets) if isinstance(targets, list) else d.get("target")
+    return f"{where}: {', '.join(parts)} on {d.get('direction')} ({d.get('backend')})"
+
+
+def cmd_heal(args: argparse.Namespace) -> int:
+    from harness.faults.compose_lab import ComposeLab
+
+    try:
+        removed = ComposeLab(args.project).heal(args.target)
+    except ValueError as error:
+        _say(f"error: {error}")
+        return USAGE_ERROR
+    _say(f"removed {len(removed)} fault(s)" + (f": {', '.join(removed)}" if removed else ""))
+    return 0
+
+
+def cmd_faults(args: argparse.Namespace) -> int:
+    from harness.faults.compose_lab import ComposeLab
+
+    listed = ComposeLab(args.project).faults()
+    if args.json:
+        print(json.dumps(listed, indent=2))
+        return 0
+    if not listed:
+        print(f"no fault in force on project {args.project}")
+    for entry in listed:
+        engine = entry.get("engine", {})
+        counted = (
+            f"  [seen {engine['seen']}, dropped {engine['dropped']}]" if "seen" in engine else ""
+        )
+        print(f"{entry['sidecar']} slot {entry['slot']}: {_one_fault(entry['params'])}{counted}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="python -m harness",
@@ -160,7 +252,9 @@ def parser() -> argparse.ArgumentParser:
     sub = top.add_subparsers(dest="command", required=True)
 
     built = sub.add_parser("images", help="build the lab's images (base too, if missing)")
-    built.add_argument("--faults", action="store_true", help="also the fault-injection sidecar")
+    built.add_argument(
+        "--faults", action="store_true", help="also the fault sidecar and proxy images"
+    )
     built.set_defaults(func=cmd_images)
 
     check = sub.add_parser("preflight", help="which network faults this host can apply, and how")
@@ -192,6 +286,35 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--timeout", type=float, default=120.0, help="seconds a client may take")
     run.add_argument("--out", help="write every exchange as JSON lines to this file")
     run.set_defaults(func=cmd_run)
+
+    hurt = sub.add_parser(
+        "impair",
+        help="apply a network fault to the running Compose lab (until heal)",
+        description="Units as tc spells them: 250us, 50ms, 1.5s; 1%%; 500kbit, 10mbit. "
+        "delay is added to each packet of the direction (egress: leaving the target).",
+    )
+    hurt.add_argument("target", help="server, clients, a service or a container of the project")
+    hurt.add_argument("--delay")
+    hurt.add_argument("--jitter")
+    hurt.add_argument("--correlation")
+    hurt.add_argument("--loss")
+    hurt.add_argument("--rate")
+    hurt.add_argument("--direction", default="egress", help="egress (default), ingress or both")
+    hurt.add_argument("--seed", type=int, default=0)
+    hurt.add_argument("--backend", choices=("netem", "nfqueue"), default=None)
+    hurt.add_argument("--project", default=PROJECT)
+    hurt.add_argument("--json", action="store_true")
+    hurt.set_defaults(func=cmd_impair)
+
+    heal = sub.add_parser("heal", help="remove the Compose lab's faults (of one target, or all)")
+    heal.add_argument("target", nargs="?", default=None)
+    heal.add_argument("--project", default=PROJECT)
+    heal.set_defaults(func=cmd_heal)
+
+    listed = sub.add_parser("faults", help="list the faults in force on the Compose lab")
+    listed.add_argument("--project", default=PROJECT)
+    listed.add_argument("--json", action="store_true")
+    listed.set_defaults(func=cmd_faults)
     return top
 
 

@@ -4,6 +4,11 @@ Everything the lab creates carries its id (``org.echolab.lab``) and is removed b
 ``close()``, which runs from ``__exit__`` also after a failure or Ctrl-C, and from ``start()``
 when start-up itself fails. Several labs run at once without clashing: names, network and DNS
 alias are all scoped by the lab id, and no port is published.
+
+Clients can be made before they run (``create_clients``): each container starts behind a gate
+(a few lines of Python that wait for a file in its ``/tmp``, then ``exec`` the client), so its
+network namespace exists and can be impaired before the client sends its first packet (its DNS
+lookup included); ``.start()`` opens the gates.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -37,6 +42,14 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SERVER_ALIAS = "server"
+GATE_FILE = "/tmp/echolab-go"
+# argv: [-c, entrypoint..., command...]; polls every 5 ms (cheap), then becomes the client.
+_GATE = (
+    "import os, sys, time\n"
+    f"while not os.path.exists({GATE_FILE!r}):\n"
+    "    time.sleep(0.005)\n"
+    "os.execvp(sys.argv[1], sys.argv[1:])\n"
+)
 _SECOND_NS = 1_000_000_000
 # Hardening that costs nothing: what compose.yaml applies to the same images.
 _HARDENING: dict[str, object] = {
@@ -124,6 +137,46 @@ class ClientRun:
             start_s=self.start_s,
             elapsed_s=time.monotonic() - self._started,
         )
+
+
+class ClientBatch:
+    """Client containers made but not yet sending (see ``Lab.create_clients``): impair them,
+    then ``.start()``."""
+
+    def __init__(self, lab: Lab, containers: list[Container], workload: Workload) -> None:
+        self._lab = lab
+        self.containers = containers
+        self.workload = workload
+        self.started: ClientRun | None = None
+
+    @property
+    def ids(self) -> list[str]:
+        return [c.labels.get("org.echolab.client", c.name) for c in self.containers]
+
+    def start(self) -> ClientRun:
+        """Open every gate (at once, from the lab's pool); collect them with ``.wait()``."""
+        if self.started is not None:
+            return self.started
+        began = time.monotonic()
+
+        def release(container: Container) -> None:
+            code, output = container.exec_run(["touch", GATE_FILE])
+            if code != 0:
+                raise LabError(
+                    f"cannot start client {container.name}: {output.decode(errors='replace')}",
+                    self._lab.logs(),
+                )
+
+        with ThreadPoolExecutor(
+            self._lab.spec.start_parallelism, thread_name_prefix="lab-release"
+        ) as pool:
+            list(pool.map(release, self.containers))
+        self.started = ClientRun(self._lab, self.containers, self.workload, 0.0)
+        self.started.start_s = time.monotonic() - began
+        return self.started
+
+    def run(self) -> RunResult:
+        return self.start().wait()
 
 
 class Lab:
@@ -253,22 +306,60 @@ class Lab:
         workload: Workload | None = None,
         *,
         command: Sequence[str] | None = None,
+        host: str | None = None,
+        before_start: Callable[[ClientBatch], None] | None = None,
     ) -> ClientRun:
         """Create and start ``n`` client containers at once; collect them with ``.wait()``.
 
         Containers are created and started by a pool of ``spec.start_parallelism`` threads: on
-        two cores, starting them all at once is slower than a small pool (moby#42096).
+        two cores, starting them all at once is slower than a small pool (moby#42096). ``host``
+        is the clients' ``ECHO_HOST`` (default: the server). ``before_start(batch)`` runs
+        after the containers exist and before any client sends (see ``create_clients``).
         """
+        if before_start is not None:
+            batch = self.create_clients(n, workload, command=command, host=host)
+            before_start(batch)
+            return batch.start()
+        return self._launch(n, workload, command=command, host=host, gated=False)
+
+    def create_clients(
+        self,
+        n: int | None = None,
+        workload: Workload | None = None,
+        *,
+        command: Sequence[str] | None = None,
+        host: str | None = None,
+    ) -> ClientBatch:
+        """``n`` client containers whose network exists but which send nothing until
+        ``.start()``: faults applied in between hold from the client's first packet."""
+        run = self._launch(n, workload, command=command, host=host, gated=True)
+        return ClientBatch(self, run.containers, run.workload)
+
+    def _launch(
+        self,
+        n: int | None,
+        workload: Workload | None,
+        *,
+        command: Sequence[str] | None,
+        host: str | None,
+        gated: bool,
+    ) -> ClientRun:
         n = self.spec.clients if n is None else n
         workload = workload or self.spec.workload
         began = time.monotonic()
         with self._count_lock:
             first = self._client_count
             self._client_count += n
+        entrypoint = self._gate(self.spec.client_image) if gated else None
 
         def launch(index: int) -> Container:
             client_id = f"c{index}"
-            container = self._create_client(client_id, command or workload.command(client_id))
+            container = self._create_client(
+                client_id,
+                list(command or workload.command(client_id)),
+                entrypoint=entrypoint,
+                host=host,
+            )
             container.start()
             return container
 
@@ -278,8 +369,14 @@ class Lab:
             containers = list(pool.map(launch, range(first, first + n)))
         return ClientRun(self, containers, workload, time.monotonic() - began)
 
-    def run_clients(self, n: int | None = None, workload: Workload | None = None) -> RunResult:
-        return self.start_clients(n, workload).wait()
+    def _gate(self, image: str) -> list[str]:
+        original = self.docker.images.get(image).attrs["Config"].get("Entrypoint") or []
+        return ["python3", "-c", _GATE, *original]
+
+    def run_clients(
+        self, n: int | None = None, workload: Workload | None = None, *, host: str | None = None
+    ) -> RunResult:
+        return self.start_clients(n, workload, host=host).wait()
 
     def run_command(
         self,
@@ -287,18 +384,23 @@ class Lab:
         *,
         entrypoint: Sequence[str] | None = None,
         timeout: float = 60.0,
+        host: str | None = None,
     ) -> ClientResult:
         """Run one container of the client image with any command (e.g. the seed client)."""
         client_id = f"x{self._client_count}"
         with self._count_lock:
             self._client_count += 1
-        container = self._create_client(client_id, list(command), entrypoint=entrypoint)
+        container = self._create_client(client_id, list(command), entrypoint=entrypoint, host=host)
         container.start()
         run = ClientRun(self, [container], Workload(count=1, timeout=timeout), 0.0)
         return run.wait(timeout).clients[0]
 
     def _create_client(
-        self, client_id: str, command: list[str], entrypoint: Sequence[str] | None = None
+        self,
+        client_id: str,
+        command: list[str],
+        entrypoint: Sequence[str] | None = None,
+        host: str | None = None,
     ) -> Container:
         return self.docker.containers.create(
             self.spec.client_image,
@@ -306,7 +408,7 @@ class Lab:
             entrypoint=list(entrypoint) if entrypoint else None,
             name=f"{self.id}-{client_id}",
             environment={
-                "ECHO_HOST": SERVER_ALIAS,
+                "ECHO_HOST": host or SERVER_ALIAS,
                 "ECHO_PORT": "8899",
                 "ECHO_CLIENT_ID": client_id,
             },

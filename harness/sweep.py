@@ -30,14 +30,18 @@ class Swept:
 def _remove_containers(
     client: DockerClient, filters: dict[str, list[str]], everything: bool
 ) -> int:
+    # The low-level listing: the high-level one inspects each container, and a container that
+    # goes away in between (another lab tearing down) would make the sweep itself fail.
     removed = 0
-    for container in client.containers.list(all=True, filters=filters):
-        if everything or labels.owner_is_gone(container.labels):
+    for found in client.api.containers(all=True, filters=filters):
+        if everything or labels.owner_is_gone(found.get("Labels") or {}):
             try:
-                container.remove(force=True, v=True)
+                client.api.remove_container(found["Id"], force=True, v=True)
                 removed += 1
             except docker.errors.NotFound:
                 pass
+            except docker.errors.APIError as error:  # already being removed by its owner
+                log.warning("cannot remove container %s: %s", found["Id"][:12], error)
     return removed
 
 

@@ -6,7 +6,7 @@ is the one place that executes them; ``preflight`` says what this host can do; `
 puts it together for a ``Lab``.
 """
 
-from harness.faults.api import Applied, impair, resolve_targets
+from harness.faults.api import Applied, apply, impair, resolve_targets
 from harness.faults.preflight import FaultUnsupported, Report, preflight
 from harness.faults.sidecar import FaultError
 from harness.faults.spec import (
@@ -25,6 +25,7 @@ __all__ = [
     "FaultUnsupported",
     "Impairment",
     "Report",
+    "apply",
     "impair",
     "parse_direction",
     "parse_duration",

@@ -47,3 +47,14 @@ def plan(impairment: Impairment, dev: str = "eth0") -> Plan:
         ["ip", "link", "del", IFB],
     ]
     return Plan(backend="netem", engine=["idle"], apply=apply, remove=remove)
+
+
+def update(impairment: Impairment, dev: str = "eth0") -> list[Argv]:
+    """``tc qdisc change``: new netem parameters in place, its queue kept (no re-created qdisc)."""
+    args = netem_args(impairment)
+    commands: list[Argv] = []
+    if impairment.direction in ("egress", "both"):
+        commands.append(["tc", "qdisc", "change", "dev", dev, "root", "netem", *args])
+    if impairment.direction in ("ingress", "both"):
+        commands.append(["tc", "qdisc", "change", "dev", IFB, "root", "netem", *args])
+    return commands

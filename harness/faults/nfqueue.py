@@ -4,6 +4,12 @@ The rules match every IPv4 packet leaving (``OUTPUT ! -o lo``) and/or entering (
 lo``) the target's namespace, loopback excluded (the server's health check runs on it). They
 carry a comment so a person can tell them apart, and ``--queue-bypass``: with no engine bound
 to the queue, packets pass unimpaired instead of being dropped. Rate is the kernel's ``tbf``.
+
+Stacking: a packet accepted by an NFQUEUE verdict leaves its table's chain, so two rules in one
+chain would never both see it. Each fault on a target takes a *slot*: its own queue number and
+its own table (slot 0 ``filter``, 1 ``mangle``, 2 ``raw``), traversed one after the other by the
+kernel, so up to three user-space faults stack on one target in any order, each removable alone.
+Parameters change at run time through the engine's control socket (``update``): the rules stay.
 """
 
 from __future__ import annotations
@@ -14,15 +20,41 @@ from harness.faults.spec import Impairment
 
 COMMENT = "echolab-fault"
 QUEUE = 0
-_CHAINS = {"egress": ("OUTPUT", "-o"), "ingress": ("INPUT", "-i")}
+# Slot -> (table, {direction: (chain, interface flag)}); raw has no INPUT: PREROUTING is its twin.
+SLOTS: tuple[tuple[str, dict[str, tuple[str, str]]], ...] = (
+    ("filter", {"egress": ("OUTPUT", "-o"), "ingress": ("INPUT", "-i")}),
+    ("mangle", {"egress": ("OUTPUT", "-o"), "ingress": ("INPUT", "-i")}),
+    ("raw", {"egress": ("OUTPUT", "-o"), "ingress": ("PREROUTING", "-i")}),
+)
+MAX_SLOTS = len(SLOTS)
+
+
+def _slot(queue: int) -> tuple[str, dict[str, tuple[str, str]]]:
+    if not 0 <= queue < MAX_SLOTS:
+        raise ValueError(f"slot must be within 0..{MAX_SLOTS - 1}, got {queue}")
+    return SLOTS[queue]
 
 
 def rule(direction: str, queue: int = QUEUE) -> list[str]:
-    chain, flag = _CHAINS[direction]
+    """The rule after ``iptables [-t TABLE] -A``/``-D`` (slot ``queue``'s chain and queue)."""
+    _, chains = _slot(queue)
+    chain, flag = chains[direction]
+    comment = COMMENT if queue == 0 else f"{COMMENT}-{queue}"
     return [
-        chain, "!", flag, "lo", "-m", "comment", "--comment", COMMENT,
+        chain, "!", flag, "lo", "-m", "comment", "--comment", comment,
         "-j", "NFQUEUE", "--queue-num", str(queue), "--queue-bypass",
     ]  # fmt: skip
+
+
+def iptables(action: str, direction: str, queue: int = QUEUE) -> list[str]:
+    """``iptables [-t TABLE] -A|-D <rule>`` for slot ``queue`` (filter needs no ``-t``)."""
+    table, _ = _slot(queue)
+    return [
+        "iptables",
+        *([] if table == "filter" else ["-t", table]),
+        action,
+        *rule(direction, queue),
+    ]
 
 
 def directions(direction: str) -> tuple[str, ...]:
@@ -45,14 +77,16 @@ def plan(impairment: Impairment, dev: str = "eth0", queue: int = QUEUE) -> Plan:
     in_user_space = bool(impairment.delay or impairment.jitter or impairment.loss)
     apply: list[Argv] = []
     if in_user_space:
-        apply += [["iptables", "-A", *rule(d, queue)] for d in directions(impairment.direction)]
+        apply += [iptables("-A", d, queue) for d in directions(impairment.direction)]
     for fault in impairment.faults():
         if fault.kind == "bandwidth":
             apply.append(bandwidth.tbf_apply(fault, dev))
-    # Removal covers both chains and the qdisc whatever was applied, so it also clears what an
-    # earlier, crashed sidecar left behind.
-    remove = [["iptables", "-D", *rule(d, queue)] for d in ("egress", "ingress")]
-    remove.append(bandwidth.tbf_remove(dev))
+    # Removal covers both chains of the slot whatever was applied, so it also clears what an
+    # earlier, crashed sidecar left in that slot; the qdisc only if this fault set it (another
+    # fault on the same target may own it).
+    remove = [iptables("-D", d, queue) for d in ("egress", "ingress")]
+    if impairment.rate is not None:
+        remove.append(bandwidth.tbf_remove(dev))
     return Plan(
         backend="nfqueue+tbf" if impairment.rate is not None and in_user_space else
         ("tbf" if not in_user_space else "nfqueue"),
@@ -60,3 +94,19 @@ def plan(impairment: Impairment, dev: str = "eth0", queue: int = QUEUE) -> Plan:
         apply=apply,
         remove=remove,
     )  # fmt: skip
+
+
+def update(impairment: Impairment, dev: str = "eth0") -> tuple[dict[str, float], list[Argv]]:
+    """What changes a fault to ``impairment`` in place: the engine's ``set`` request (for a
+    running engine), and ``tc qdisc change`` for the rate (tbf keeps its queue)."""
+    request = {
+        "delay_us": round(impairment.delay * 1e6),
+        "jitter_us": round(impairment.jitter * 1e6),
+        "correlation": impairment.correlation,
+        "loss": impairment.loss,
+    }
+    commands: list[Argv] = []
+    for fault in impairment.faults():
+        if fault.kind == "bandwidth":
+            commands.append(["tc", "qdisc", "change", *bandwidth.tbf_apply(fault, dev)[3:]])
+    return request, commands

@@ -5,6 +5,12 @@ target keeps its own capabilities (none, in the lab). It runs the plan's engine 
 plan's commands are exec'd into it, and ``remove()`` undoes them, stops it (the engine releases
 what it holds) and removes it. Every step of removal tolerates what is already gone, so it is
 idempotent, and the sidecar carries the lab's labels, so ``Lab.close()`` sweeps it too.
+
+Several sidecars may share one target (stacked faults): each has a *slot* (its NFQUEUE number
+and iptables table, see ``nfqueue``), named ``<target>-fault<slot>``. Its labels say what it
+applies (``org.echolab.fault``: the description as JSON; ``org.echolab.fault-remove``: the
+commands that undo it), so ``heal`` in another process can list and remove it; the current
+parameters, after ``update``, are kept by its engine (``ctl status``).
 """
 
 from __future__ import annotations
@@ -25,6 +31,11 @@ from harness.waiting import NotReady, WaitTimeout, wait_for
 
 log = logging.getLogger(__name__)
 TARGET = "org.echolab.fault-target"
+SLOT = "org.echolab.fault-slot"
+BACKEND = "org.echolab.fault-backend"
+DESCRIPTION = "org.echolab.fault"
+REMOVE = "org.echolab.fault-remove"
+ENGINE = ["python3", "-m", "echolab_fault_engine"]
 
 
 class FaultError(RuntimeError):
@@ -40,6 +51,9 @@ class Sidecar:
     image: str
     container: Container | None = None
     stats: dict[str, Any] = field(default_factory=dict)
+    slot: int = 0
+    owner_pid: int | None = None  # None: this process; 0: the user's (outlives it, like make up)
+    description: dict[str, Any] = field(default_factory=dict)
 
     def apply(self) -> None:
         """Start the sidecar, wait for its engine, run the plan; on failure undo everything."""
@@ -48,14 +62,17 @@ class Sidecar:
             self.container = self.client.containers.run(
                 self.image,
                 command=self.plan.engine,
-                name=f"{self.target.name}-fault",
+                name=f"{self.target.name}-fault{self.slot}",
                 network_mode=f"container:{self.target.id}",
                 cap_drop=["ALL"],
                 cap_add=["NET_ADMIN"],
                 labels={
-                    **labels.lab_labels(self.lab_id, "fault"),
+                    **labels.lab_labels(self.lab_id, "fault", self.owner_pid),
                     TARGET: self.target.name,
-                    "org.echolab.fault-backend": self.plan.backend,
+                    SLOT: str(self.slot),
+                    BACKEND: self.plan.backend,
+                    DESCRIPTION: json.dumps(self.description, sort_keys=True),
+                    REMOVE: json.dumps(self.plan.remove),
                 },
                 detach=True,
                 mem_limit="128m",
@@ -66,9 +83,21 @@ class Sidecar:
                 self._exec(argv, check=False)
             for argv in self.plan.apply:
                 self._exec(argv, check=True)
+            self.control({"op": "note", "note": self.description})
         except BaseException:
             self.remove()
             raise
+
+    def control(self, request: dict[str, Any]) -> dict[str, Any]:
+        """One request to the sidecar's engine (``set``, ``note``, ``status``); its answer."""
+        target = self.container
+        if target is None:
+            raise FaultError("the fault sidecar is not running")
+        return engine_request(target, request)
+
+    def run(self, commands: list[list[str]]) -> None:
+        for argv in commands:
+            self._exec(argv, check=True)
 
     def remove(self) -> None:
         container, self.container = self.container, None
@@ -89,8 +118,10 @@ class Sidecar:
             container.remove(force=True)
 
     def _clear_leftovers(self) -> None:
+        """Remove a dead sidecar of this target and slot (a crash's leftover), if any."""
         found = self.client.containers.list(
-            all=True, filters=labels.project_filter(**{TARGET: self.target.name})
+            all=True,
+            filters=labels.project_filter(**{TARGET: self.target.name, SLOT: str(self.slot)}),
         )
         for old in found:
             with contextlib.suppress(docker.errors.NotFound):
@@ -119,6 +150,38 @@ class Sidecar:
         if check and code != 0:
             text = output.decode("utf-8", "replace").strip()
             raise FaultError(f"{' '.join(argv)} failed in {target.name} ({code}): {text}")
+
+
+def engine_request(container: Container, request: dict[str, Any]) -> dict[str, Any]:
+    code, output = container.exec_run([*ENGINE, "ctl", json.dumps(request)])
+    text = output.decode("utf-8", "replace").strip()
+    try:
+        answer = dict(json.loads(text.splitlines()[-1]))
+    except (ValueError, IndexError) as error:
+        raise FaultError(f"{container.name}: the engine did not answer ({code}): {text}") from error
+    if code != 0 or not answer.get("ok"):
+        raise FaultError(f"{container.name}: the engine refused {request}: {answer.get('error')}")
+    return answer
+
+
+def remove_container(container: Container) -> dict[str, Any]:
+    """Undo and remove a sidecar found by its labels (``heal`` from another process)."""
+    try:
+        commands = json.loads(container.labels.get(REMOVE, "[]"))
+        container.reload()
+        if container.status == "running":
+            for argv in commands:
+                container.exec_run(argv)
+            container.stop(timeout=5)
+        stats = _last_event(container, "stats")
+    except docker.errors.NotFound:
+        return {}
+    except docker.errors.APIError as error:
+        log.warning("removing fault sidecar %s: %s", container.name, error)
+        stats = {}
+    with contextlib.suppress(docker.errors.NotFound):
+        container.remove(force=True)
+    return stats
 
 
 def _last_event(container: Container, event: str) -> dict[str, Any]:

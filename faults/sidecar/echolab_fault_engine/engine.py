@@ -6,6 +6,12 @@ packet leaves within a few microseconds of its deadline instead of the 0.1-0.5 m
 by a timer adds. The process's timer slack is set to 1 ns (``PR_SET_TIMERSLACK``) so ``select``
 itself wakes on time. Held packets are released (not dropped) when the engine stops, and the
 iptables rule uses ``--queue-bypass``, so traffic is never black-holed by a dead engine.
+
+Parameters change at run time through the control socket (``control.py``), polled in the same
+``select``: held packets keep their release times, the rules stay as they are. Where the kernel
+stamps a packet (``get_timestamp()``), the engine records how long it waited in the queue before
+the engine read it (``recv_lag_us``) and, with ``kernel_clock``, counts the delay from that stamp
+rather than from the read.
 """
 
 from __future__ import annotations
@@ -39,27 +45,35 @@ def set_timer_slack(nanoseconds: int = 1) -> bool:
         return False
 
 
+def _pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
+
+
 @dataclass
 class Stats:
     seen: int = 0
     dropped: int = 0
     released: int = 0
+    stamped: int = 0
     late_us: list[float] = field(default_factory=list)
+    recv_lag_us: list[float] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
-        late = sorted(self.late_us)
-
-        def pct(q: float) -> float | None:
-            return round(late[min(len(late) - 1, int(q * len(late)))], 1) if late else None
-
         return {
             "event": "stats",
             "seen": self.seen,
             "dropped": self.dropped,
             "released": self.released,
-            "late_us_p50": pct(0.5),
-            "late_us_p99": pct(0.99),
-            "late_us_max": round(late[-1], 1) if late else None,
+            "held": self.seen - self.dropped - self.released,
+            "late_us_p50": _pct(self.late_us, 0.5),
+            "late_us_p99": _pct(self.late_us, 0.99),
+            "late_us_max": round(max(self.late_us), 1) if self.late_us else None,
+            "stamped": self.stamped,
+            "recv_lag_us_p50": _pct(self.recv_lag_us, 0.5),
+            "recv_lag_us_p99": _pct(self.recv_lag_us, 0.99),
         }
 
 
@@ -70,18 +84,32 @@ class Engine:
         *,
         spin_s: float = 0.0002,
         clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        kernel_clock: bool = False,
     ) -> None:
         self.schedule = schedule
         self.spin_s = spin_s
         self.clock = clock
+        self.wall = wall
+        self.kernel_clock = kernel_clock
         self.held: list[tuple[float, int, Any]] = []
         self.stats = Stats()
+        self.note: dict[str, Any] = {}
         self._order = 0
 
     def on_packet(self, packet: Any) -> None:
         now = self.clock()
         self.stats.seen += 1
-        release = self.schedule.decide(now)
+        arrival = now
+        stamp = packet.get_timestamp() if hasattr(packet, "get_timestamp") else 0.0
+        if stamp > 0:
+            lag = self.wall() - stamp
+            self.stats.stamped += 1
+            if len(self.stats.recv_lag_us) < 1_000_000:
+                self.stats.recv_lag_us.append(lag * 1e6)
+            if self.kernel_clock and 0 <= lag < 0.01:  # a sane stamp: count from it
+                arrival = now - lag
+        release = self.schedule.decide(arrival)
         if release is None:
             self.stats.dropped += 1
             packet.drop()
@@ -103,14 +131,34 @@ class Engine:
             heapq.heappop(self.held)[2].accept()
             self.stats.released += 1
 
-    def loop(self, queue: Any, fd: int) -> None:
+    def control(self, request: dict[str, Any]) -> dict[str, Any]:
+        """One control request: ``set`` new parameters, ``note`` a description, ``status``."""
+        op = request.get("op")
+        if op == "set":
+            us = {k: request.get(k) for k in ("delay_us", "jitter_us")}
+            self.schedule.update(
+                delay_s=None if us["delay_us"] is None else us["delay_us"] / 1e6,
+                jitter_s=None if us["jitter_us"] is None else us["jitter_us"] / 1e6,
+                correlation=request.get("correlation"),
+                loss=request.get("loss"),
+            )
+        elif op == "note":
+            self.note = dict(request["note"])
+        elif op != "status":
+            raise ValueError(f"unknown op {op!r}")
+        return {"params": self.schedule.params(), "note": self.note, **self.stats.summary()}
+
+    def loop(self, queue: Any, fd: int, control: Any = None) -> None:
+        watched = [fd] if control is None else [fd, control.fileno()]
         while True:
             self.release_due()
             wait = self.held[0][0] - self.clock() - self.spin_s if self.held else 1.0
             if wait > 0:
-                readable, _, _ = select.select([fd], [], [], wait)
-                if readable:
+                readable, _, _ = select.select(watched, [], [], wait)
+                if fd in readable:
                     queue.run(block=False)
+                if control is not None and len(readable) > (fd in readable):
+                    control.serve()
             else:
                 queue.run(block=False)  # spin: take new packets while the deadline nears
 
@@ -119,8 +167,16 @@ def say(record: dict[str, Any]) -> None:
     print(json.dumps(record), flush=True)
 
 
-def run(schedule: Schedule, queue_num: int, max_len: int = 10000, spin_s: float = 0.0002) -> int:
+def run(
+    schedule: Schedule,
+    queue_num: int,
+    max_len: int = 10000,
+    spin_s: float = 0.0002,
+    kernel_clock: bool = False,
+) -> int:
     from netfilterqueue import COPY_META, NetfilterQueue
+
+    from echolab_fault_engine.control import Control
 
     def stop(signum: int, frame: FrameType | None) -> None:
         raise Stop(signum)
@@ -128,17 +184,19 @@ def run(schedule: Schedule, queue_num: int, max_len: int = 10000, spin_s: float 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     slack = set_timer_slack(1)
-    engine = Engine(schedule, spin_s=spin_s)
+    engine = Engine(schedule, spin_s=spin_s, kernel_clock=kernel_clock)
+    control = Control(engine.control)
     queue = NetfilterQueue()
     queue.bind(queue_num, engine.on_packet, max_len=max_len, mode=COPY_META)
     try:
         say({"event": "ready", "queue": queue_num, "timer_slack_1ns": slack, **vars_of(schedule)})
-        engine.loop(queue, queue.get_fd())
+        engine.loop(queue, queue.get_fd(), control)
     except Stop:
         pass
     finally:
         engine.release_all()
         queue.unbind()
+        control.close()
         say(engine.stats.summary())
     return 0
 

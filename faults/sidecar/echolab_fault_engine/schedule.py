@@ -28,13 +28,49 @@ class Schedule:
     _last_release: float = field(init=False, default=float("-inf"), repr=False)
 
     def __post_init__(self) -> None:
-        if self.delay_s < 0 or self.jitter_s < 0:
-            raise ValueError("delay and jitter must be >= 0")
-        if not 0.0 <= self.correlation <= 1.0:
-            raise ValueError("correlation must be within 0..1")
-        if not 0.0 <= self.loss <= 1.0:
-            raise ValueError("loss must be within 0..1")
+        self._check(self.delay_s, self.jitter_s, self.correlation, self.loss)
         self._rng = random.Random(self.seed)
+
+    @staticmethod
+    def _check(delay_s: float, jitter_s: float, correlation: float, loss: float) -> None:
+        if delay_s < 0 or jitter_s < 0:
+            raise ValueError("delay and jitter must be >= 0")
+        if not 0.0 <= correlation <= 1.0:
+            raise ValueError("correlation must be within 0..1")
+        if not 0.0 <= loss <= 1.0:
+            raise ValueError("loss must be within 0..1")
+
+    def update(
+        self,
+        *,
+        delay_s: float | None = None,
+        jitter_s: float | None = None,
+        correlation: float | None = None,
+        loss: float | None = None,
+    ) -> None:
+        """New parameters for the packets seen from now on (validated together, all or none).
+
+        The RNG and the last release time carry over: one seed still gives one sequence, and
+        with ``keep_order`` a shorter delay never lets a new packet overtake a held one.
+        """
+        new = (
+            self.delay_s if delay_s is None else float(delay_s),
+            self.jitter_s if jitter_s is None else float(jitter_s),
+            self.correlation if correlation is None else float(correlation),
+            self.loss if loss is None else float(loss),
+        )
+        self._check(*new)
+        self.delay_s, self.jitter_s, self.correlation, self.loss = new
+
+    def params(self) -> dict[str, float | int | bool]:
+        return {
+            "delay_s": self.delay_s,
+            "jitter_s": self.jitter_s,
+            "correlation": self.correlation,
+            "loss": self.loss,
+            "seed": self.seed,
+            "keep_order": self.keep_order,
+        }
 
     def _jitter(self) -> float:
         if self.jitter_s == 0:

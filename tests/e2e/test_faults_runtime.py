@@ -1,0 +1,146 @@
+"""Faults changed while traffic flows, stacked on one target, and applied to clients before their
+first packet: a real lab, real sidecars, round trips measured by the clients themselves."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+
+import docker
+import pytest
+
+from harness import Lab, LabSpec, Workload, labels
+from harness.faults import FaultError, apply, impair
+from harness.faults import image as fault_image
+from harness.results import ClientResult
+
+MakeLab = Callable[..., Lab]
+
+
+@pytest.fixture(scope="session")
+def sidecar_image(docker_client: docker.DockerClient) -> str:
+    return fault_image.build(docker_client, say=print)
+
+
+@pytest.fixture
+def lab(make_lab: MakeLab, sidecar_image: str) -> Lab:
+    return make_lab(LabSpec(name="runtime", clients=1, workload=Workload(count=30)))
+
+
+def _no_sidecars_left(client: docker.DockerClient, lab: Lab) -> None:
+    found = labels.project_filter(**{labels.LAB: lab.id, labels.ROLE: "fault"})
+    assert client.containers.list(all=True, filters=found) == []
+
+
+def _median(client: ClientResult, skip: int = 2) -> float:
+    return statistics.median(client.rtts_ms()[skip:])
+
+
+def test_update_changes_the_delay_while_traffic_flows(
+    lab: Lab, docker_client: docker.DockerClient
+) -> None:
+    # 1 client, one request at a time, paced: ~8 s of traffic across the update.
+    workload = Workload(count=160, rate=20.0)
+    batch = lab.create_clients(1, workload)
+    with impair(lab, "server", delay="20ms") as fault:
+        run = batch.start()
+        time.sleep(3.0)
+        before_update = time.time()
+        fault.update(delay="60ms")
+        after_update = time.time()
+        status = fault.status()
+        result = run.wait()
+    result.assert_ok()  # nothing lost, duplicated or out of order across the change
+    (client,) = result.clients
+    assert [e.seq for e in client.exchanges] == list(range(160))
+    (engine,) = status.values()
+    assert engine["params"]["delay_s"] == pytest.approx(0.06)
+    assert engine["note"]["delay_s"] == pytest.approx(0.06)
+    early = [e.rtt_ms for e in client.exchanges[2:] if e.received < before_update]
+    late = [e.rtt_ms for e in client.exchanges if e.sent > after_update + 0.1]
+    assert len(early) > 20 and len(late) > 20, (len(early), len(late))
+    assert 20.0 <= statistics.median(early) < 22.0, statistics.median(early)
+    assert 60.0 <= statistics.median(late) < 62.0, statistics.median(late)
+    _no_sidecars_left(docker_client, lab)
+
+
+def test_update_validates_before_changing_anything(lab: Lab) -> None:
+    with impair(lab, "server", delay="5ms") as fault:
+        for params, message in [
+            ({"delay": "-1ms"}, "delay must be >= 0"),
+            ({"loss": "150%"}, "loss must be within"),
+            ({"direction": "ingress"}, "direction cannot change"),
+            ({"rate": "1mbit"}, "rate cannot be added"),
+        ]:
+            with pytest.raises(ValueError, match=message):
+                fault.update(**params)
+        (engine,) = fault.status().values()
+        assert engine["params"]["delay_s"] == pytest.approx(0.005)
+
+
+def test_faults_stack_on_one_target_and_come_off_in_any_order(
+    lab: Lab, docker_client: docker.DockerClient
+) -> None:
+    egress = apply(lab, "server", delay="20ms")
+    try:
+        ingress = apply(lab, "server", delay="10ms", direction="ingress")
+        try:
+            same_way = apply(lab, "server", delay="5ms", loss="2%", seed=3)
+            try:
+                stacked = lab.run_clients(1)
+            finally:
+                same_way.remove()
+            stacked.assert_ok()
+            assert 35.0 <= _median(stacked.clients[0]) < 38.0  # 20 + 10 + 5, all three hold
+            assert [s.slot for s in same_way.sidecars] == [2]
+            egress.remove()  # the first one off first: the second stays in force
+            only_ingress = lab.run_clients(1)
+            only_ingress.assert_ok()
+            assert 10.0 <= _median(only_ingress.clients[0]) < 12.0
+        finally:
+            ingress.remove()
+    finally:
+        egress.remove()  # idempotent
+    _no_sidecars_left(docker_client, lab)
+    healed = lab.run_clients(1)
+    assert _median(healed.clients[0]) < 5.0
+
+
+def test_one_rate_per_target_is_a_clear_error(lab: Lab) -> None:
+    with impair(lab, "server", rate="10mbit"):
+        with (
+            pytest.raises(FaultError, match="one rate per target"),
+            impair(lab, "server", rate="1mbit"),
+        ):
+            pass
+        with impair(lab, "server", delay="3ms") as delayed:  # a delay stacks on a rate
+            assert delayed.backend == "nfqueue"
+
+
+def test_a_client_impaired_before_its_first_packet(
+    make_lab: MakeLab, sidecar_image: str, docker_client: docker.DockerClient
+) -> None:
+    lab = make_lab(LabSpec(name="clients", clients=3, workload=Workload(count=40)))
+    batch = lab.create_clients()
+    assert batch.ids == ["c0", "c1", "c2"]
+    with impair(lab, "c1", delay="30ms"), impair(lab, "server", loss="1%", seed=4):
+        result = batch.run()
+    result.assert_ok()
+    by_id = {c.client: c for c in result.clients}
+    assert by_id["c1"].exchanges[0].rtt_ms >= 30.0  # from the very first exchange
+    assert 30.0 <= _median(by_id["c1"], skip=0) < 33.0
+    for other in ("c0", "c2"):
+        assert _median(by_id[other]) < 5.0, other
+    _no_sidecars_left(docker_client, lab)
+
+
+def test_start_clients_with_before_start_and_host(make_lab: MakeLab, sidecar_image: str) -> None:
+    lab = make_lab(LabSpec(name="gate", clients=2, workload=Workload(count=20)))
+    seen: list[list[str]] = []
+    run = lab.start_clients(before_start=lambda batch: seen.append(batch.ids), host="server")
+    result = run.wait()
+    result.assert_ok()
+    assert seen == [["c0", "c1"]]
+    bad = lab.run_command(["--count", "1", "--connect-timeout", "2"], host="nowhere", timeout=30)
+    assert bad.exit_code != 0

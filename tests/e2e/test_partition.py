@@ -1,0 +1,100 @@
+"""Partitions (the Docker network itself) and one-way blocks (iptables in a sidecar), end to end."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import docker
+import pytest
+
+from harness import Lab, LabSpec, Workload, labels
+from harness.checks import check_run
+from harness.faults import image as fault_image
+from harness.faults.partition import block, block_plan, heal, partition, partitioned
+from harness.results import ClientResult
+from harness.waiting import NotReady, wait_for
+
+MakeLab = Callable[..., Lab]
+pytestmark = pytest.mark.timeout(180)
+
+
+@pytest.fixture(scope="session")
+def sidecar_image(docker_client: docker.DockerClient) -> str:
+    return fault_image.build(docker_client, say=print)
+
+
+def _running_client(lab: Lab, client_id: str) -> None:
+    found = lab.docker.containers.list(
+        filters=labels.project_filter(**{labels.LAB: lab.id, "org.echolab.client": client_id})
+    )
+    if not found:
+        raise NotReady(f"client {client_id} not running yet")
+
+
+def test_partitioned_client_others_go_on_then_it_recovers_after_heal(make_lab: MakeLab) -> None:
+    lab = make_lab(LabSpec(name="part", clients=3, workload=Workload(count=100, pipeline=4)))
+    # x0 sleeps first, so it is cut off before it ever connects (4 s is ample even on a loaded
+    # 2-core machine: the partition follows its start within a second); it retries for 60 s.
+    late = "sleep 4 && exec python3 -m echo_client --id late --count 50 --connect-timeout 60"
+    results: list[ClientResult] = []
+    runner = threading.Thread(
+        target=lambda: results.append(lab.run_command(["-c", late], entrypoint=["sh"], timeout=120))
+    )
+    runner.start()
+    try:
+        wait_for("x0 running", lambda: _running_client(lab, "x0"), timeout=30)
+        assert partition(lab, "x0") == [f"{lab.id}-x0"]
+        assert partition(lab, "x0") == []  # idempotent
+        others = lab.run_clients()  # the rest of the lab is unaffected meanwhile
+        others.assert_ok()
+        assert [c.name for c in partitioned(lab)] == [f"{lab.id}-x0"]
+        assert runner.is_alive()  # still cut off, still retrying
+        healed_at = time.monotonic()
+        assert heal(lab) == [f"{lab.id}-x0"]
+        assert heal(lab) == []  # idempotent
+    finally:
+        heal(lab)
+        runner.join(120)
+    (late_result,) = results
+    print(f"partitioned client finished {time.monotonic() - healed_at:.2f} s after heal")
+    assert late_result.exit_code == 0, late_result.stderr
+    assert check_run([late_result], 50) == []
+
+
+def test_server_partition_heals_with_its_dns_alias(make_lab: MakeLab) -> None:
+    lab = make_lab(LabSpec(name="partsrv", workload=Workload(count=20, connect_timeout=2)))
+    partition(lab, "server")
+    try:
+        cut_off = lab.run_clients()
+        (client,) = cut_off.clients
+        assert client.exit_code == 3, client.stderr  # cannot connect: "server" does not resolve
+    finally:
+        heal(lab)
+    lab.server.reload()
+    aliases = lab.server.attrs["NetworkSettings"]["Networks"][lab.id]["Aliases"]
+    assert "server" in aliases  # moby#24322: given back on reconnect
+    lab.run_clients().assert_ok()
+
+
+def test_block_plan_is_pure_and_validated() -> None:
+    plan = block_plan("egress")
+    assert plan.apply == [["iptables", "-w", "-I", "OUTPUT", "-o", "eth0", "-j", "DROP"]]
+    assert plan.remove == [["iptables", "-w", "-D", "OUTPUT", "-o", "eth0", "-j", "DROP"]]
+    with pytest.raises(ValueError, match="ingress' or 'egress"):
+        block_plan("both")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("direction", ["ingress", "egress"])
+def test_one_way_block_on_the_server_then_removed(
+    make_lab: MakeLab, sidecar_image: str, direction: str
+) -> None:
+    lab = make_lab(LabSpec(name="block", workload=Workload(count=20, connect_timeout=2)))
+    with block(lab, "server", direction) as blocked:  # type: ignore[arg-type]
+        assert blocked == [lab.server.name]
+        (client,) = lab.run_clients().clients
+        assert client.exit_code == 3, client.stderr  # SYNs (or SYN-ACKs) dropped
+    found = labels.project_filter(**{labels.LAB: lab.id, labels.ROLE: "fault"})
+    assert lab.docker.containers.list(all=True, filters=found) == []
+    lab.run_clients().assert_ok()

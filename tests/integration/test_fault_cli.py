@@ -1,0 +1,114 @@
+"""``python -m harness impair|faults|heal`` against a running Compose project, end to end.
+
+The faults outlive the command (owner pid 0, like ``make up``'s stack), are listed from their
+labelled sidecars, and go with ``heal``; bad parameters exit 2 before anything changes.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+
+import docker
+import pytest
+
+from harness import labels
+from harness.faults import image as fault_image
+from harness.faults.compose_lab import ComposeLab
+from tests.integration.conftest import Stack
+
+
+@pytest.fixture(scope="module")
+def running(stack: Stack, docker_client: docker.DockerClient) -> Stack:
+    fault_image.build(docker_client, say=print)
+    # Another module may have stopped the server (the SIGTERM test): bring it back.
+    done = stack.compose("up", "-d", "--no-build", "server")
+    assert done.returncode == 0, done.stderr.decode()
+    stack.wait_healthy()
+    return stack
+
+
+def harness(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "harness", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def median_rtt(stack: Stack, count: int = 30) -> float:
+    done = stack.compose("run", "--rm", "-T", "client", "--count", str(count), "--id", "probe")
+    assert done.returncode == 0, done.stderr.decode()
+    records = [json.loads(line) for line in done.stdout.splitlines()]
+    rtts = [r["rtt_ms"] for r in records if r["type"] == "exchange"]
+    assert len(rtts) == count
+    return statistics.median(rtts[2:])
+
+
+def sidecars(stack: Stack) -> list[docker.models.containers.Container]:
+    return ComposeLab(stack.project, stack.docker).sidecars()
+
+
+def test_impair_list_and_heal_from_the_command_line(running: Stack) -> None:
+    project = running.project
+    try:
+        done = harness(
+            "impair", "server", "--delay", "30ms", "--jitter", "1ms", "--project", project
+        )
+        assert done.returncode == 0, done.stderr
+        assert "delay 30ms" in done.stdout
+        (sidecar,) = sidecars(running)
+        assert sidecar.labels[labels.OWNER_PID] == "0"  # outlives the CLI, swept by make clean
+        assert 29.0 <= median_rtt(running) < 33.0
+
+        stacked = harness("impair", "server", "--loss", "1%", "--project", project, "--json")
+        assert stacked.returncode == 0, stacked.stderr
+        assert json.loads(stacked.stdout)["loss"] == pytest.approx(0.01)
+
+        listed = harness("faults", "--project", project, "--json")
+        assert listed.returncode == 0, listed.stderr
+        faults = json.loads(listed.stdout)
+        assert [(f["slot"], f["backend"]) for f in faults] == [(0, "nfqueue"), (1, "nfqueue")]
+        assert faults[0]["params"]["delay_s"] == pytest.approx(0.03)
+        assert faults[1]["params"]["loss"] == pytest.approx(0.01)
+        assert faults[0]["engine"]["seen"] > 0
+        text = harness("faults", "--project", project)
+        assert "delay 30ms ± 1ms" in text.stdout and "loss 1%" in text.stdout
+
+        healed = harness("heal", "server", "--project", project)
+        assert healed.returncode == 0, healed.stderr
+        assert sidecars(running) == []
+        assert median_rtt(running) < 5.0
+    finally:
+        ComposeLab(project, running.docker).heal()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--delay=-5ms"], "delay must be >= 0"),  # argparse: "-5ms" alone is an option
+        (["--loss", "101%"], "loss must be within"),
+        (["--delay", "5 fortnights"], "unknown unit"),
+        (["--delay", "10"], "needs a unit"),
+        (["--direction", "sideways", "--delay", "1ms"], "direction must be"),
+        ([], "nothing to impair"),
+    ],
+)
+def test_bad_parameters_exit_2_before_anything_changes(
+    running: Stack, args: list[str], message: str
+) -> None:
+    done = harness("impair", "server", *args, "--project", running.project)
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr
+    assert sidecars(running) == []
+
+
+def test_unknown_target_exits_2(running: Stack) -> None:
+    done = harness("impair", "c99", "--delay", "1ms", "--project", running.project)
+    assert done.returncode == 2 and "unknown target" in done.stderr, done.stderr
+    assert harness("heal", "nowhere", "--project", running.project).returncode == 2
+    assert sidecars(running) == []
