@@ -5,12 +5,17 @@ compute from them instead of parsing printed text.
 """
 
 from harness.checks import Problem, check_client, check_run
-from harness.lab import ClientResult, Lab, LabError, RunResult
+from harness.clients import ClientBatch, ClientRun
+from harness.errors import LabError
+from harness.lab import Lab
+from harness.results import ClientResult, RunResult
 from harness.spec import LabSpec, ServerSpec, Workload
 from harness.waiting import WaitTimeout, wait_for
 
 __all__ = [
+    "ClientBatch",
     "ClientResult",
+    "ClientRun",
     "Lab",
     "LabError",
     "LabSpec",

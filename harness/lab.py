@@ -5,10 +5,8 @@ Everything the lab creates carries its id (``org.echolab.lab``) and is removed b
 when start-up itself fails. Several labs run at once without clashing: names, network and DNS
 alias are all scoped by the lab id, and no port is published.
 
-Clients can be made before they run (``create_clients``): each container starts behind a gate
-(a few lines of Python that wait for a file in its ``/tmp``, then ``exec`` the client), so its
-network namespace exists and can be impaired before the client sends its first packet (its DNS
-lookup included); ``.start()`` opens the gates.
+Clients can be made before they run (``create_clients``, see ``harness.clients``), so that
+faults hold from their first packet.
 """
 
 from __future__ import annotations
@@ -20,7 +18,6 @@ import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -31,8 +28,9 @@ from docker.models.containers import Container
 from docker.models.networks import Network
 
 from harness import labels, sweep
-from harness.checks import Problem, check_run
-from harness.results import ClientResult, read_client_output
+from harness.clients import GATE_SCRIPT, ClientBatch, ClientRun
+from harness.errors import LabError
+from harness.results import ClientResult, RunResult, read_client_output
 from harness.spec import LabSpec, Workload
 from harness.waiting import NotReady, WaitTimeout, wait_for
 
@@ -42,14 +40,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SERVER_ALIAS = "server"
-GATE_FILE = "/tmp/echolab-go"
-# argv: [-c, entrypoint..., command...]; polls every 5 ms (cheap), then becomes the client.
-_GATE = (
-    "import os, sys, time\n"
-    f"while not os.path.exists({GATE_FILE!r}):\n"
-    "    time.sleep(0.005)\n"
-    "os.execvp(sys.argv[1], sys.argv[1:])\n"
-)
 _SECOND_NS = 1_000_000_000
 # Hardening that costs nothing: what compose.yaml applies to the same images.
 _HARDENING: dict[str, object] = {
@@ -58,125 +48,6 @@ _HARDENING: dict[str, object] = {
     "security_opt": ["no-new-privileges:true"],
     "tmpfs": {"/tmp": "size=16m"},
 }
-
-
-class LabError(RuntimeError):
-    """A lab could not do what was asked; carries the lab's container logs for the report."""
-
-    def __init__(self, message: str, logs: dict[str, str] | None = None) -> None:
-        self.logs = logs or {}
-        tail = "".join(
-            f"\n--- {name} (last lines) ---\n" + "\n".join(text.splitlines()[-20:])
-            for name, text in self.logs.items()
-        )
-        super().__init__(message + tail)
-
-
-@dataclass
-class RunResult:
-    """What a batch of clients did, as data: per-client records, plus timings of the run."""
-
-    lab: str
-    workload: Workload
-    clients: list[ClientResult]
-    start_s: float
-    elapsed_s: float
-    extra: dict[str, object] = field(default_factory=dict)
-
-    def problems(self) -> list[Problem]:
-        return check_run(self.clients, self.workload.count)
-
-    def records(self) -> list[dict[str, object]]:
-        """Every exchange of every client, as plain dicts (for JSON-lines results files)."""
-        return [record for client in self.clients for record in client.records()]
-
-    def assert_ok(self) -> None:
-        problems = self.problems()
-        if problems:
-            shown = "\n".join(f"  {p}" for p in problems[:20])
-            more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
-            raise AssertionError(f"{len(problems)} problem(s) in lab {self.lab}:\n{shown}{more}")
-
-
-class ClientRun:
-    """Client containers that were started and are not collected yet (see ``Lab.start_clients``)."""
-
-    def __init__(
-        self, lab: Lab, containers: list[Container], workload: Workload, start_s: float
-    ) -> None:
-        self._lab = lab
-        self.containers = containers
-        self.workload = workload
-        self.start_s = start_s
-        self._started = time.monotonic() - start_s
-
-    def wait(self, timeout: float | None = None) -> RunResult:
-        """Wait until every client exited, collect its records, remove it."""
-        deadline = timeout if timeout is not None else self.workload.timeout + 30.0
-        names = {c.name for c in self.containers}
-
-        def all_exited() -> None:
-            running = self._lab.running_clients(names)
-            if running:
-                raise NotReady(f"{len(running)}/{len(names)} clients still running")
-
-        try:
-            wait_for(
-                f"{len(names)} clients of lab {self._lab.id} to finish",
-                all_exited,
-                timeout=deadline,
-                most=0.25,
-            )
-        except WaitTimeout as error:
-            raise LabError(str(error), self._lab.logs()) from error
-        results = self._lab.collect(self.containers)
-        return RunResult(
-            lab=self._lab.id,
-            workload=self.workload,
-            clients=results,
-            start_s=self.start_s,
-            elapsed_s=time.monotonic() - self._started,
-        )
-
-
-class ClientBatch:
-    """Client containers made but not yet sending (see ``Lab.create_clients``): impair them,
-    then ``.start()``."""
-
-    def __init__(self, lab: Lab, containers: list[Container], workload: Workload) -> None:
-        self._lab = lab
-        self.containers = containers
-        self.workload = workload
-        self.started: ClientRun | None = None
-
-    @property
-    def ids(self) -> list[str]:
-        return [c.labels.get("org.echolab.client", c.name) for c in self.containers]
-
-    def start(self) -> ClientRun:
-        """Open every gate (at once, from the lab's pool); collect them with ``.wait()``."""
-        if self.started is not None:
-            return self.started
-        began = time.monotonic()
-
-        def release(container: Container) -> None:
-            code, output = container.exec_run(["touch", GATE_FILE])
-            if code != 0:
-                raise LabError(
-                    f"cannot start client {container.name}: {output.decode(errors='replace')}",
-                    self._lab.logs(),
-                )
-
-        with ThreadPoolExecutor(
-            self._lab.spec.start_parallelism, thread_name_prefix="lab-release"
-        ) as pool:
-            list(pool.map(release, self.containers))
-        self.started = ClientRun(self._lab, self.containers, self.workload, 0.0)
-        self.started.start_s = time.monotonic() - began
-        return self.started
-
-    def run(self) -> RunResult:
-        return self.start().wait()
 
 
 class Lab:
@@ -371,7 +242,7 @@ class Lab:
 
     def _gate(self, image: str) -> list[str]:
         original = self.docker.images.get(image).attrs["Config"].get("Entrypoint") or []
-        return ["python3", "-c", _GATE, *original]
+        return ["python3", "-c", GATE_SCRIPT, *original]
 
     def run_clients(
         self, n: int | None = None, workload: Workload | None = None, *, host: str | None = None

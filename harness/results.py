@@ -11,6 +11,9 @@ from dataclasses import asdict, dataclass, field
 
 from echo_client.records import Exchange, Problem, Summary, parse_records
 
+from harness import checks
+from harness.spec import Workload
+
 
 @dataclass
 class ClientResult:
@@ -55,3 +58,29 @@ def read_client_output(
         stderr=stderr,
         unparsed=list(parsed.unparsed),
     )
+
+
+@dataclass
+class RunResult:
+    """What a batch of clients did, as data: per-client records, plus timings of the run."""
+
+    lab: str
+    workload: Workload
+    clients: list[ClientResult]
+    start_s: float
+    elapsed_s: float
+    extra: dict[str, object] = field(default_factory=dict)
+
+    def problems(self) -> list[checks.Problem]:
+        return checks.check_run(self.clients, self.workload.count)
+
+    def records(self) -> list[dict[str, object]]:
+        """Every exchange of every client, as plain dicts (for JSON-lines results files)."""
+        return [record for client in self.clients for record in client.records()]
+
+    def assert_ok(self) -> None:
+        problems = self.problems()
+        if problems:
+            shown = "\n".join(f"  {p}" for p in problems[:20])
+            more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+            raise AssertionError(f"{len(problems)} problem(s) in lab {self.lab}:\n{shown}{more}")
