@@ -290,7 +290,7 @@ def parser() -> argparse.ArgumentParser:
     hurt = sub.add_parser(
         "impair",
         help="apply a network fault to the running Compose lab (until heal)",
-        description="Units as tc spells them: 250us, 50ms, 1.5s; 1%%; 500kbit, 10mbit. "
+        description="Units as tc spells them: 250us, 50ms, 1.5s; 1%; 500kbit, 10mbit. "
         "delay is added to each packet of the direction (egress: leaving the target).",
     )
     hurt.add_argument("target", help="server, clients, a service or a container of the project")

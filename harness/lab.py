@@ -36,6 +36,7 @@ from harness.waiting import NotReady, WaitTimeout, wait_for
 
 if TYPE_CHECKING:
     from harness.faults import Applied
+    from harness.faults.proxy.api import Proxy
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +164,30 @@ class Lab:
         from harness.faults import impair  # the fault machinery loads only when used
 
         return impair(self, target, **params)
+
+    def proxy(self, toxics: Sequence[object] = (), **options: Any) -> AbstractContextManager[Proxy]:
+        """A TCP proxy to the server with Toxiproxy's toxics; start clients with its ``host``."""
+        from harness.faults.proxy.api import toxic_proxy
+
+        return toxic_proxy(self, toxics, **options)  # type: ignore[arg-type]
+
+    def partition(self, target: str) -> list[str]:
+        """Disconnect ``target`` from the lab network (until ``heal``)."""
+        from harness.faults.partition import partition
+
+        return partition(self, target)
+
+    def heal(self) -> list[str]:
+        """Reconnect everything ``partition`` cut off, with its DNS aliases."""
+        from harness.faults.partition import heal
+
+        return heal(self)
+
+    def block(self, target: str, direction: str = "ingress") -> AbstractContextManager[list[str]]:
+        """Drop ``target``'s packets one way (``ingress`` or ``egress``) inside a ``with``."""
+        from harness.faults.partition import block
+
+        return block(self, target, direction)  # type: ignore[arg-type]
 
     def restart_server(self, stop_timeout: int = 10) -> None:
         """SIGTERM the server (it drains), start it again, wait until healthy."""

@@ -36,6 +36,11 @@ BACKEND = "org.echolab.fault-backend"
 DESCRIPTION = "org.echolab.fault"
 REMOVE = "org.echolab.fault-remove"
 ENGINE = ["python3", "-m", "echolab_fault_engine"]
+# The engine releases each packet on time only if it runs when its deadline comes: on a small
+# host it competes for the CPU with the very containers it impairs. Its cgroup's CPU weight
+# (cgroup v1 cpu.shares; Docker's default is 1024) lets it preempt them when it wakes; it runs
+# only around deadlines, so it takes no more CPU than before. See benchmarks/fidelity.py.
+CPU_SHARES = 262144
 
 
 class FaultError(RuntimeError):
@@ -77,6 +82,7 @@ class Sidecar:
                 detach=True,
                 mem_limit="128m",
                 pids_limit=32,
+                cpu_shares=CPU_SHARES,
             )
             self._wait_ready()
             for argv in self.plan.remove:  # earlier runs' leftovers: idempotent apply

@@ -12,7 +12,7 @@ import pytest
 from harness import Lab, LabSpec, Workload, labels
 from harness.checks import check_run
 from harness.faults import image as fault_image
-from harness.faults.partition import block, block_plan, heal, partition, partitioned
+from harness.faults.partition import block_plan, partitioned
 from harness.results import ClientResult
 from harness.waiting import NotReady, wait_for
 
@@ -45,17 +45,17 @@ def test_partitioned_client_others_go_on_then_it_recovers_after_heal(make_lab: M
     runner.start()
     try:
         wait_for("x0 running", lambda: _running_client(lab, "x0"), timeout=30)
-        assert partition(lab, "x0") == [f"{lab.id}-x0"]
-        assert partition(lab, "x0") == []  # idempotent
+        assert lab.partition("x0") == [f"{lab.id}-x0"]
+        assert lab.partition("x0") == []  # idempotent
         others = lab.run_clients()  # the rest of the lab is unaffected meanwhile
         others.assert_ok()
         assert [c.name for c in partitioned(lab)] == [f"{lab.id}-x0"]
         assert runner.is_alive()  # still cut off, still retrying
         healed_at = time.monotonic()
-        assert heal(lab) == [f"{lab.id}-x0"]
-        assert heal(lab) == []  # idempotent
+        assert lab.heal() == [f"{lab.id}-x0"]
+        assert lab.heal() == []  # idempotent
     finally:
-        heal(lab)
+        lab.heal()
         runner.join(120)
     (late_result,) = results
     print(f"partitioned client finished {time.monotonic() - healed_at:.2f} s after heal")
@@ -65,13 +65,13 @@ def test_partitioned_client_others_go_on_then_it_recovers_after_heal(make_lab: M
 
 def test_server_partition_heals_with_its_dns_alias(make_lab: MakeLab) -> None:
     lab = make_lab(LabSpec(name="partsrv", workload=Workload(count=20, connect_timeout=2)))
-    partition(lab, "server")
+    lab.partition("server")
     try:
         cut_off = lab.run_clients()
         (client,) = cut_off.clients
         assert client.exit_code == 3, client.stderr  # cannot connect: "server" does not resolve
     finally:
-        heal(lab)
+        lab.heal()
     lab.server.reload()
     aliases = lab.server.attrs["NetworkSettings"]["Networks"][lab.id]["Aliases"]
     assert "server" in aliases  # moby#24322: given back on reconnect
@@ -91,7 +91,7 @@ def test_one_way_block_on_the_server_then_removed(
     make_lab: MakeLab, sidecar_image: str, direction: str
 ) -> None:
     lab = make_lab(LabSpec(name="block", workload=Workload(count=20, connect_timeout=2)))
-    with block(lab, "server", direction) as blocked:  # type: ignore[arg-type]
+    with lab.block("server", direction) as blocked:
         assert blocked == [lab.server.name]
         (client,) = lab.run_clients().clients
         assert client.exit_code == 3, client.stderr  # SYNs (or SYN-ACKs) dropped

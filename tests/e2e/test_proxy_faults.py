@@ -18,7 +18,7 @@ import pytest
 from harness import Lab, LabSpec, Workload, labels
 from harness.checks import check_run
 from harness.faults.proxy import image as proxy_image
-from harness.faults.proxy.api import Proxy, ProxyError, toxic_proxy
+from harness.faults.proxy.api import Proxy, ProxyError
 from harness.faults.proxy.chain import affected
 from harness.faults.proxy.toxics import ToxicSpec
 from harness.results import ClientResult
@@ -58,7 +58,7 @@ def first_seed(name: str, pattern: list[bool], toxicity: float) -> int:
 
 def test_no_toxic_is_a_transparent_proxy(lab: Lab) -> None:
     workload = Workload(count=200, pipeline=8)
-    with toxic_proxy(lab) as proxy:
+    with lab.proxy() as proxy:
         result = run_through(lab, proxy, workload)
         stats = proxy.stats()
     assert_every_reply_once(result, 200)
@@ -71,7 +71,7 @@ def test_reset_peer_makes_the_client_reconnect_and_resend(lab: Lab) -> None:
     spec = ToxicSpec("reset_peer", "downstream", {"timeout": 300}, toxicity=0.5)
     seed = first_seed(spec.name, [True, True, False], 0.5)
     workload = Workload(count=100, pipeline=2, rate=100.0, timeout=60)
-    with toxic_proxy(lab, [spec], seed=seed) as proxy:
+    with lab.proxy([spec], seed=seed) as proxy:
         result = run_through(lab, proxy, workload)
         stats = proxy.stats()
     assert_every_reply_once(result, 100)
@@ -86,7 +86,7 @@ def test_timeout_makes_the_client_reconnect_and_resend(lab: Lab) -> None:
     seed = first_seed(spec.name, [True, False], 0.5)
     workload = Workload(count=50, pipeline=4, timeout=60)
     began = time.monotonic()
-    with toxic_proxy(lab, [spec], seed=seed) as proxy:
+    with lab.proxy([spec], seed=seed) as proxy:
         result = run_through(lab, proxy, workload)
     assert_every_reply_once(result, 50)
     assert result.summary is not None and result.summary.reconnects == 1
@@ -96,7 +96,7 @@ def test_timeout_makes_the_client_reconnect_and_resend(lab: Lab) -> None:
 
 def test_timeout_zero_holds_until_the_toxic_is_removed_at_run_time(lab: Lab) -> None:
     workload = Workload(count=20, pipeline=4, timeout=60)
-    with toxic_proxy(lab, [ToxicSpec("timeout", "upstream", {"timeout": 0})]) as proxy:
+    with lab.proxy([ToxicSpec("timeout", "upstream", {"timeout": 0})]) as proxy:
         results: list[ClientResult] = []
         runner = threading.Thread(target=lambda: results.append(run_through(lab, proxy, workload)))
         runner.start()
@@ -123,7 +123,7 @@ def test_slicer_one_byte_segments_in_both_directions(lab: Lab) -> None:
         for stream in ("upstream", "downstream")
     ]
     workload = Workload(count=30, size=64, pipeline=4, timeout=60)
-    with toxic_proxy(lab, toxics) as proxy:
+    with lab.proxy(toxics) as proxy:
         result = run_through(lab, proxy, workload)
         stats = proxy.stats()
     assert_every_reply_once(result, 30)
@@ -136,7 +136,7 @@ def test_slicer_one_byte_segments_in_both_directions(lab: Lab) -> None:
 def test_latency_adds_its_delay_to_each_round_trip(lab: Lab, stream: str) -> None:
     spec = ToxicSpec("latency", stream, {"latency": 50, "jitter": 5})  # type: ignore[arg-type]
     workload = Workload(count=40, pipeline=1, timeout=60)
-    with toxic_proxy(lab, [spec]) as proxy:
+    with lab.proxy([spec]) as proxy:
         result = run_through(lab, proxy, workload)
     assert_every_reply_once(result, 40)
     rtts = result.rtts_ms()
@@ -150,7 +150,7 @@ def test_bandwidth_limits_throughput(lab: Lab) -> None:
     # 200 x 1000-byte requests = 200 KB upstream at 100 KB/s: about 2 s, never under 1.9 s.
     spec = ToxicSpec("bandwidth", "upstream", {"rate": 100})
     workload = Workload(count=200, size=1000, pipeline=16, timeout=60)
-    with toxic_proxy(lab, [spec]) as proxy:
+    with lab.proxy([spec]) as proxy:
         result = run_through(lab, proxy, workload)
     assert_every_reply_once(result, 200)
     assert result.summary is not None
@@ -162,7 +162,7 @@ def test_limit_data_closes_and_the_client_resends(lab: Lab) -> None:
     spec = ToxicSpec("limit_data", "upstream", {"bytes": 1000}, toxicity=0.5)
     seed = first_seed(spec.name, [True, False], 0.5)
     workload = Workload(count=50, pipeline=1, timeout=60)
-    with toxic_proxy(lab, [spec], seed=seed) as proxy:
+    with lab.proxy([spec], seed=seed) as proxy:
         result = run_through(lab, proxy, workload)
     assert_every_reply_once(result, 50)
     assert result.summary is not None and result.summary.reconnects == 1
@@ -171,12 +171,12 @@ def test_limit_data_closes_and_the_client_resends(lab: Lab) -> None:
 def test_bad_toxic_fails_before_anything_exists(lab: Lab, docker_client) -> None:
     with (
         pytest.raises(ValueError, match="toxicity must be within"),
-        toxic_proxy(lab, [{"type": "latency", "toxicity": 2}]),
+        lab.proxy([{"type": "latency", "toxicity": 2}]),
     ):
         pass
     found = labels.project_filter(**{labels.LAB: lab.id, labels.ROLE: "proxy"})
     assert docker_client.containers.list(all=True, filters=found) == []
-    with toxic_proxy(lab) as proxy:
+    with lab.proxy() as proxy:
         with pytest.raises(ValueError, match="unknown attribute"):  # checked before sending
             proxy.add({"type": "latency", "attributes": {"delay": 5}})
         with pytest.raises(ProxyError, match="no toxic 'nope'"):
