@@ -94,3 +94,44 @@ def test_engine_drops_lost_packets_and_releases_everything_when_stopped():
     assert 20 < dropped < 80 and engine.stats.dropped == dropped
     engine.release_all()
     assert len(log) == 100 and engine.held == []
+
+
+def test_engine_logs_the_delay_it_drew_and_the_time_it_held_each_packet():
+    now = [0.0]
+    engine = Engine(Schedule(delay_s=0.01), clock=lambda: now[0])
+    log: list[tuple[str, int]] = []
+    for n in range(4):
+        now[0] = n * 0.001
+        engine.on_packet(FakePacket(log, n))
+    now[0] = 0.0132  # packets 0..3 were due at 10..13 ms: 3.2, 2.2, 1.2, 0.2 ms late
+    engine.release_due()
+    stats = engine.stats
+    assert stats.drawn_us == pytest.approx([10_000.0] * 4)
+    assert stats.held_us == pytest.approx([13_200.0, 12_200.0, 11_200.0, 10_200.0])
+    summary = stats.summary()
+    assert summary["drawn_us_mean"] == pytest.approx(10_000.0)
+    assert summary["drawn_us_std"] == 0.0
+    assert summary["held_us_p50"] == pytest.approx(12_200.0)
+    assert summary["held_us_mean"] == pytest.approx(11_700.0)
+    assert summary["held_us_std"] == pytest.approx(1291.0, abs=0.1)
+
+
+def test_engine_summary_without_packets_has_no_figures():
+    summary = Engine(Schedule()).stats.summary()
+    assert summary["held_us_p50"] is None and summary["held_us_std"] is None
+    assert summary["drawn_us_mean"] is None
+
+
+def test_engine_never_sleeps_long_enough_for_select_slack_to_pass_its_spin():
+    from echolab_fault_engine.engine import IDLE_WAIT_S, MAX_WAIT_S
+
+    now = [0.0]
+    engine = Engine(Schedule(delay_s=0.5), spin_s=0.0002, clock=lambda: now[0])
+    assert engine.next_wait() == IDLE_WAIT_S
+    engine.on_packet(FakePacket([], 0))
+    assert engine.next_wait() == MAX_WAIT_S
+    assert engine.spin_s > MAX_WAIT_S * 0.001  # select's slack: 0.1 % of its timeout
+    now[0] = 0.49
+    assert engine.next_wait() == pytest.approx(0.5 - 0.49 - 0.0002)
+    now[0] = 0.4999
+    assert engine.next_wait() <= 0  # within the spin: poll, do not sleep

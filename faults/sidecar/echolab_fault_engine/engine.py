@@ -31,6 +31,11 @@ from typing import Any
 from echolab_fault_engine.schedule import Schedule
 
 PR_SET_TIMERSLACK = 29
+# select() lets the kernel fire its timer up to 0.1 % of the timeout late (fs/select.c,
+# select_estimate_accuracy: the process's timer slack is only a floor), so a 500 ms wait woke
+# ~0.4 ms late, past the spin. Waits are cut to this, so the slack stays <= 50 us < spin_s.
+MAX_WAIT_S = 0.05
+IDLE_WAIT_S = 1.0  # nothing held: wake now and then anyway (the control socket wakes us too)
 
 
 class Stop(Exception):
@@ -52,6 +57,19 @@ def _pct(values: list[float], q: float) -> float | None:
     return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
 
 
+def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
+    if not values:
+        return None, None
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return round(mean, 1), None
+    var = sum((v - mean) ** 2 for v in values) / (len(values) - 1)
+    return round(mean, 1), round(var**0.5, 1)
+
+
+KEPT = 1_000_000  # per-packet samples kept for the summary (8 MB each at most)
+
+
 @dataclass
 class Stats:
     seen: int = 0
@@ -60,8 +78,14 @@ class Stats:
     stamped: int = 0
     late_us: list[float] = field(default_factory=list)
     recv_lag_us: list[float] = field(default_factory=list)
+    # Per released packet: the delay the schedule drew (``drawn``) and the time the engine
+    # actually held it, from reading it off the queue to its verdict (``held``): the engine's
+    # own log of the delay it applied, to compare with what a client observes.
+    drawn_us: list[float] = field(default_factory=list)
+    held_us: list[float] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
+        drawn, held = _mean_std(self.drawn_us), _mean_std(self.held_us)
         return {
             "event": "stats",
             "seen": self.seen,
@@ -74,6 +98,12 @@ class Stats:
             "stamped": self.stamped,
             "recv_lag_us_p50": _pct(self.recv_lag_us, 0.5),
             "recv_lag_us_p99": _pct(self.recv_lag_us, 0.99),
+            "drawn_us_mean": drawn[0],
+            "drawn_us_std": drawn[1],
+            "held_us_p50": _pct(self.held_us, 0.5),
+            "held_us_p90": _pct(self.held_us, 0.9),
+            "held_us_mean": held[0],
+            "held_us_std": held[1],
         }
 
 
@@ -92,7 +122,7 @@ class Engine:
         self.clock = clock
         self.wall = wall
         self.kernel_clock = kernel_clock
-        self.held: list[tuple[float, int, Any]] = []
+        self.held: list[tuple[float, int, float, Any]] = []  # (release, order, arrival, pkt)
         self.stats = Stats()
         self.note: dict[str, Any] = {}
         self._order = 0
@@ -115,20 +145,22 @@ class Engine:
             packet.drop()
             return
         self._order += 1
-        heapq.heappush(self.held, (release, self._order, packet))
+        heapq.heappush(self.held, (release, self._order, now, packet))
 
     def release_due(self) -> None:
-        held = self.held
+        held, stats = self.held, self.stats
         while held and held[0][0] <= (now := self.clock()):
-            deadline, _, packet = heapq.heappop(held)
+            deadline, _, read_at, packet = heapq.heappop(held)
             packet.accept()
-            self.stats.released += 1
-            if len(self.stats.late_us) < 1_000_000:
-                self.stats.late_us.append((now - deadline) * 1e6)
+            stats.released += 1
+            if len(stats.late_us) < KEPT:
+                stats.late_us.append((now - deadline) * 1e6)
+                stats.drawn_us.append((deadline - read_at) * 1e6)
+                stats.held_us.append((now - read_at) * 1e6)
 
     def release_all(self) -> None:
         while self.held:
-            heapq.heappop(self.held)[2].accept()
+            heapq.heappop(self.held)[3].accept()
             self.stats.released += 1
 
     def control(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -148,11 +180,18 @@ class Engine:
             raise ValueError(f"unknown op {op!r}")
         return {"params": self.schedule.params(), "note": self.note, **self.stats.summary()}
 
+    def next_wait(self) -> float:
+        """How long ``select`` may sleep: until ``spin_s`` before the next deadline, at most
+        ``MAX_WAIT_S`` (<= 0: spin)."""
+        if not self.held:
+            return IDLE_WAIT_S
+        return min(MAX_WAIT_S, self.held[0][0] - self.clock() - self.spin_s)
+
     def loop(self, queue: Any, fd: int, control: Any = None) -> None:
         watched = [fd] if control is None else [fd, control.fileno()]
         while True:
             self.release_due()
-            wait = self.held[0][0] - self.clock() - self.spin_s if self.held else 1.0
+            wait = self.next_wait()
             if wait > 0:
                 readable, _, _ = select.select(watched, [], [], wait)
                 if fd in readable:
