@@ -20,7 +20,7 @@ import docker
 import docker.errors
 from docker.client import DockerClient
 
-from harness import labels
+from harness import images
 from harness.images import image_present
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -91,22 +91,7 @@ def build(client: DockerClient | None = None, say: Say = print, *, force: bool =
     began = time.monotonic()
     base = ensure_base(client, say)
     ensure_wheel(say)
-    say(f"building {SIDECAR_IMAGE} from faults/sidecar/ on {base}")
-    try:
-        client.images.build(
-            path=str(FOLDER),
-            tag=SIDECAR_IMAGE,
-            buildargs={"BASE_IMAGE": base},
-            pull=False,
-            rm=True,
-            forcerm=True,
-            labels={labels.PROJECT: labels.PROJECT_VALUE},
-        )
-    except docker.errors.BuildError as error:
-        log = "".join(str(chunk.get("stream", chunk.get("error", ""))) for chunk in error.build_log)
-        raise RuntimeError(
-            f"building {SIDECAR_IMAGE} failed: {error.msg}\n{log[-3000:]}"
-        ) from error
+    images.build(client, str(FOLDER.relative_to(ROOT)), SIDECAR_IMAGE, base, say)
     say(f"built {SIDECAR_IMAGE} in {time.monotonic() - began:.1f} s")
     return SIDECAR_IMAGE
 

@@ -19,11 +19,6 @@ from harness.faults import image as fault_image
 MakeLab = Callable[..., Lab]
 
 
-@pytest.fixture(scope="session")
-def sidecar_image(docker_client: docker.DockerClient) -> str:
-    return fault_image.build(docker_client, say=print)
-
-
 @pytest.fixture
 def fault_lab(make_lab: MakeLab, sidecar_image: str) -> Lab:
     return make_lab(LabSpec(name="faults", clients=5, workload=Workload(count=50, pipeline=1)))

@@ -12,15 +12,9 @@ import pytest
 
 from harness import Lab, LabSpec, Workload, labels
 from harness.faults import FaultError, apply, impair
-from harness.faults import image as fault_image
 from harness.results import ClientResult
 
 MakeLab = Callable[..., Lab]
-
-
-@pytest.fixture(scope="session")
-def sidecar_image(docker_client: docker.DockerClient) -> str:
-    return fault_image.build(docker_client, say=print)
 
 
 @pytest.fixture

@@ -6,23 +6,16 @@ import threading
 import time
 from collections.abc import Callable
 
-import docker
 import pytest
 
 from harness import Lab, LabSpec, Workload, labels
 from harness.checks import check_run
-from harness.faults import image as fault_image
 from harness.faults.partition import block_plan, partitioned
 from harness.results import ClientResult
 from harness.waiting import NotReady, wait_for
 
 MakeLab = Callable[..., Lab]
 pytestmark = pytest.mark.timeout(180)
-
-
-@pytest.fixture(scope="session")
-def sidecar_image(docker_client: docker.DockerClient) -> str:
-    return fault_image.build(docker_client, say=print)
 
 
 def _running_client(lab: Lab, client_id: str) -> None:
