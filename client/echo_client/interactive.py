@@ -14,10 +14,10 @@ import sys
 import time
 from typing import BinaryIO
 
-from tenacity import Retrying, retry_if_exception_type, stop_before_delay
+from tenacity import Retrying
 
 from .config import ClientConfig
-from .session import RETRY_WAIT, ConnectFailed, is_self_connected
+from .session import ConnectFailed, connect_policy, is_self_connected
 
 BUFSIZ = 1024
 PROMPT = b"> "
@@ -31,12 +31,7 @@ def connect(host: str, port: int, connect_timeout: float) -> socket.socket:
     """A blocking connection with the batch client's retry policy; ConnectFailed if none."""
     started = time.monotonic()
     attempts = 0
-    retrying = Retrying(
-        stop=stop_before_delay(connect_timeout),
-        wait=RETRY_WAIT,
-        retry=retry_if_exception_type(OSError),
-        reraise=True,
-    )
+    retrying = Retrying(**connect_policy(connect_timeout))
     try:
         for attempt in retrying:
             with attempt:

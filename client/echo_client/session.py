@@ -18,6 +18,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from tenacity import (
     AsyncRetrying,
@@ -37,6 +38,16 @@ Emit = Callable[[Exchange | Problem], None]
 RETRY_WAIT = wait_exponential(multiplier=0.05, max=1.0) + wait_random(0, 0.05)
 """Fast first retries (a restarting server is back in well under a second), capped at 1 s,
 with jitter so that many clients cut off together do not reconnect in lockstep."""
+
+
+def connect_policy(connect_timeout: float) -> dict[str, Any]:
+    """The one retry policy for connecting, blocking (interactive) or asyncio (batch)."""
+    return {
+        "stop": stop_before_delay(connect_timeout),
+        "wait": RETRY_WAIT,
+        "retry": retry_if_exception_type(OSError),
+        "reraise": True,
+    }
 
 
 class ConnectFailed(Exception):
@@ -92,12 +103,7 @@ async def open_connection(
     """
     started = time.monotonic()
     attempts = 0
-    retrying = AsyncRetrying(
-        stop=stop_before_delay(connect_timeout),
-        wait=RETRY_WAIT,
-        retry=retry_if_exception_type(OSError),
-        reraise=True,
-    )
+    retrying = AsyncRetrying(**connect_policy(connect_timeout))
     try:
         async for attempt in retrying:
             with attempt:
