@@ -175,6 +175,7 @@ def cmd_impair(args: argparse.Namespace) -> int:
             "delay": args.delay,
             "jitter": args.jitter,
             "correlation": args.correlation,
+            "distribution": args.distribution,
             "loss": args.loss,
             "rate": args.rate,
         }.items()
@@ -297,6 +298,9 @@ def parser() -> argparse.ArgumentParser:
     hurt.add_argument("--delay")
     hurt.add_argument("--jitter")
     hurt.add_argument("--correlation")
+    hurt.add_argument(
+        "--distribution", help="of jitter: uniform (default), normal, pareto, paretonormal"
+    )
     hurt.add_argument("--loss")
     hurt.add_argument("--rate")
     hurt.add_argument("--direction", default="egress", help="egress (default), ingress or both")

@@ -316,10 +316,17 @@ class Lab:
         )
 
     def running_clients(self, names: set[str]) -> list[str]:
-        listed = self.docker.containers.list(
+        """Which of ``names`` still run. The low-level listing: the high-level one inspects
+        each container, and another batch of this lab being removed meanwhile would 404."""
+        listed = self.docker.api.containers(
             all=True, filters=labels.project_filter(**{labels.LAB: self.id, labels.ROLE: "client"})
         )
-        return [c.name for c in listed if c.name in names and c.status not in ("exited", "dead")]
+        found = {name.lstrip("/"): c["State"] for c in listed for name in c["Names"]}
+        return [
+            name
+            for name, state in found.items()
+            if name in names and state not in ("exited", "dead")
+        ]
 
     def collect(self, containers: list[Container]) -> list[ClientResult]:
         """Read each finished client's output into records, then remove the container."""

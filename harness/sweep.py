@@ -2,12 +2,17 @@
 
 Run at every lab start (orphans only: resources whose owner process is gone, e.g. a test run
 killed by SIGKILL), and by ``make clean`` (everything, images included).
+
+Before anything is removed, what a swept container changed in another container that keeps
+running is undone (``_undo_before_removal``: a fault sidecar's rules and qdiscs in its target,
+e.g. the server of ``make up``); the fault package knows how, the sweep only asks.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import docker.errors
 from docker.client import DockerClient
@@ -33,16 +38,35 @@ def _remove_containers(
     # The low-level listing: the high-level one inspects each container, and a container that
     # goes away in between (another lab tearing down) would make the sweep itself fail.
     removed = 0
-    for found in client.api.containers(all=True, filters=filters):
-        if everything or labels.owner_is_gone(found.get("Labels") or {}):
-            try:
-                client.api.remove_container(found["Id"], force=True, v=True)
-                removed += 1
-            except docker.errors.NotFound:
-                pass
-            except docker.errors.APIError as error:  # already being removed by its owner
-                log.warning("cannot remove container %s: %s", found["Id"][:12], error)
+    listed = client.api.containers(all=True, filters=filters)
+    doomed = [f for f in listed if everything or labels.owner_is_gone(f.get("Labels") or {})]
+    _undo_before_removal(client, doomed)
+    for found in doomed:
+        try:
+            client.api.remove_container(found["Id"], force=True, v=True)
+            removed += 1
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as error:  # already being removed by its owner
+            log.warning("cannot remove container %s: %s", found["Id"][:12], error)
     return removed
+
+
+def _undo_before_removal(client: DockerClient, doomed: list[dict[str, Any]]) -> None:
+    """Let each container about to be swept undo what it changed elsewhere (best effort)."""
+    faults = [f for f in doomed if (f.get("Labels") or {}).get(labels.ROLE) == "fault"]
+    if not faults:
+        return
+    try:
+        from harness.faults.sidecar import undo_orphan  # here: sweep needs no fault package
+    except ImportError:
+        return
+    names = {name.lstrip("/") for found in doomed for name in found.get("Names") or []}
+    for found in faults:
+        try:
+            undo_orphan(client, found, removing=names)
+        except Exception as error:  # never out of the sweep
+            log.warning("cannot undo container %s: %s", str(found.get("Id"))[:12], error)
 
 
 def _remove_networks(client: DockerClient, filters: dict[str, list[str]], everything: bool) -> int:

@@ -32,7 +32,7 @@ from docker.models.containers import Container
 from harness import labels
 from harness.faults import netem, nfqueue
 from harness.faults.preflight import Report, preflight
-from harness.faults.sidecar import DESCRIPTION, SLOT, TARGET, FaultError, Sidecar
+from harness.faults.sidecar import DESCRIPTION, KIND, SLOT, TARGET, FaultError, Sidecar
 from harness.faults.spec import Impairment
 
 _FIXED = ("direction", "seed", "keep_order")
@@ -67,6 +67,7 @@ class Applied:
             "direction": imp.direction,
             "delay_s": imp.delay,
             "jitter_s": imp.jitter,
+            "distribution": imp.distribution,
             "correlation": imp.correlation,
             "loss": imp.loss,
             "rate_bit_s": imp.rate,
@@ -151,7 +152,7 @@ def resolve_targets(lab: LabLike, target: str) -> list[Container]:
 
 
 def sidecars_of(client: DockerClient, target: Container) -> list[Container]:
-    """The running fault sidecars of one target container (its faults in force)."""
+    """The running fault sidecars of one target container (its faults in force, blocks too)."""
     return client.containers.list(filters=labels.project_filter(**{TARGET: target.name}))
 
 
@@ -159,6 +160,8 @@ def _slot_for(target: Container, existing: list[Container], new: Impairment, bac
     """A free slot on ``target``, or FaultError when the new fault cannot stack there."""
     used = set()
     for other in existing:
+        if other.labels.get(KIND, "impair") != "impair":
+            continue  # a block: an iptables rule of its own, no slot, no queue
         used.add(int(other.labels.get(SLOT, "0")))
         held = json.loads(other.labels.get(DESCRIPTION, "{}") or "{}")
         direction = held.get("direction")

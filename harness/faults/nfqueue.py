@@ -96,14 +96,15 @@ def plan(impairment: Impairment, dev: str = "eth0", queue: int = QUEUE) -> Plan:
     )  # fmt: skip
 
 
-def update(impairment: Impairment, dev: str = "eth0") -> tuple[dict[str, float], list[Argv]]:
+def update(impairment: Impairment, dev: str = "eth0") -> tuple[dict[str, float | str], list[Argv]]:
     """What changes a fault to ``impairment`` in place: the engine's ``set`` request (for a
     running engine), and ``tc qdisc change`` for the rate (tbf keeps its queue)."""
-    request = {
+    request: dict[str, float | str] = {
         "delay_us": round(impairment.delay * 1e6),
         "jitter_us": round(impairment.jitter * 1e6),
         "correlation": impairment.correlation,
         "loss": impairment.loss,
+        "distribution": impairment.distribution,
     }
     commands: list[Argv] = []
     for fault in impairment.faults():

@@ -130,8 +130,9 @@ def block(
 ) -> Iterator[list[str]]:
     """Drop ``target``'s packets one way inside the ``with``; yields the containers blocked.
 
-    Uses the fault sidecar (one per target container, named ``<target>-fault``): a target cannot
-    carry a block and an ``impair`` at the same time.
+    Uses a fault sidecar of kind ``block`` (one per target container, a unique name, found by
+    its labels): it coexists with the target's ``impair`` sidecars and other blocks, and each
+    comes off on its own.
     """
     from harness.faults import image
 
@@ -142,7 +143,7 @@ def block(
     sidecars: list[Sidecar] = []
     try:
         for container in containers:
-            sidecar = Sidecar(client, container, lab.id, plan, image.SIDECAR_IMAGE)
+            sidecar = Sidecar(client, container, lab.id, plan, image.SIDECAR_IMAGE, kind="block")
             sidecars.append(sidecar)
             sidecar.apply()
         yield [c.name for c in containers]

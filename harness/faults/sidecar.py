@@ -6,11 +6,14 @@ plan's commands are exec'd into it, and ``remove()`` undoes them, stops it (the 
 what it holds) and removes it. Every step of removal tolerates what is already gone, so it is
 idempotent, and the sidecar carries the lab's labels, so ``Lab.close()`` sweeps it too.
 
-Several sidecars may share one target (stacked faults): each has a *slot* (its NFQUEUE number
-and iptables table, see ``nfqueue``), named ``<target>-fault<slot>``. Its labels say what it
-applies (``org.echolab.fault``: the description as JSON; ``org.echolab.fault-remove``: the
-commands that undo it), so ``heal`` in another process can list and remove it; the current
-parameters, after ``update``, are kept by its engine (``ctl status``).
+Several sidecars may share one target (stacked faults, and a ``block`` beside them): each has a
+*kind* (``impair`` or ``block``) and a *slot* (its NFQUEUE number and iptables table, see
+``nfqueue``; always 0 for a block), and a unique name, ``<target>-fault<slot>-<kind>-<random>``:
+they are found by their labels, never by name. Its labels say what it applies
+(``org.echolab.fault``: the description as JSON; ``org.echolab.fault-remove``: the commands
+that undo it), so ``heal`` in another process can list and remove it, and the sweep can undo
+what a crashed run left in a target that still runs (``undo_orphan``); the current parameters,
+after ``update``, are kept by its engine (``ctl status``).
 """
 
 from __future__ import annotations
@@ -18,6 +21,9 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
+import secrets
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +41,8 @@ SLOT = "org.echolab.fault-slot"
 BACKEND = "org.echolab.fault-backend"
 DESCRIPTION = "org.echolab.fault"
 REMOVE = "org.echolab.fault-remove"
+KIND = "org.echolab.fault-kind"  # "impair" (the default, also for older sidecars) or "block"
+UNDO_ROLE = "fault-undo"  # the short-lived sidecar that undoes an orphan's leftovers
 ENGINE = ["python3", "-m", "echolab_fault_engine"]
 # The engine releases each packet on time only if it runs when its deadline comes: on a small
 # host it competes for the CPU with the very containers it impairs. Its cgroup's CPU weight
@@ -59,6 +67,7 @@ class Sidecar:
     slot: int = 0
     owner_pid: int | None = None  # None: this process; 0: the user's (outlives it, like make up)
     description: dict[str, Any] = field(default_factory=dict)
+    kind: str = "impair"
 
     def apply(self) -> None:
         """Start the sidecar, wait for its engine, run the plan; on failure undo everything."""
@@ -67,7 +76,7 @@ class Sidecar:
             self.container = self.client.containers.run(
                 self.image,
                 command=self.plan.engine,
-                name=f"{self.target.name}-fault{self.slot}",
+                name=f"{self.target.name}-fault{self.slot}-{self.kind}-{secrets.token_hex(3)}",
                 network_mode=f"container:{self.target.id}",
                 cap_drop=["ALL"],
                 cap_add=["NET_ADMIN"],
@@ -75,6 +84,7 @@ class Sidecar:
                     **labels.lab_labels(self.lab_id, "fault", self.owner_pid),
                     TARGET: self.target.name,
                     SLOT: str(self.slot),
+                    KIND: self.kind,
                     BACKEND: self.plan.backend,
                     DESCRIPTION: json.dumps(self.description, sort_keys=True),
                     REMOVE: json.dumps(self.plan.remove),
@@ -124,12 +134,15 @@ class Sidecar:
             container.remove(force=True)
 
     def _clear_leftovers(self) -> None:
-        """Remove a dead sidecar of this target and slot (a crash's leftover), if any."""
+        """Remove a dead sidecar of this target, kind and slot (a crash's leftover), if any:
+        a running one is a fault in force (two blocks share slot 0)."""
         found = self.client.containers.list(
             all=True,
             filters=labels.project_filter(**{TARGET: self.target.name, SLOT: str(self.slot)}),
         )
         for old in found:
+            if old.status == "running" or old.labels.get(KIND, "impair") != self.kind:
+                continue
             with contextlib.suppress(docker.errors.NotFound):
                 old.remove(force=True)
 
@@ -188,6 +201,71 @@ def remove_container(container: Container) -> dict[str, Any]:
     with contextlib.suppress(docker.errors.NotFound):
         container.remove(force=True)
     return stats
+
+
+def undo_orphan(
+    client: DockerClient, found: dict[str, Any], removing: Collection[str] = ()
+) -> bool:
+    """Undo in its target what a fault sidecar about to be swept applied; True if undone.
+
+    ``found`` is the sidecar as the low-level listing gives it (``client.api.containers``);
+    ``removing`` the names of the containers swept with it (a target among them is not worth
+    cleaning). Nothing to do when the target is gone or stopped (its namespace went with it).
+    A running sidecar runs the commands itself; a stopped one (killed, crashed) is replaced by
+    a short-lived labelled one with the same image in the target's namespace. Best effort: a
+    failure is logged, never raised.
+    """
+    own = found.get("Labels") or {}
+    target_name = own.get(TARGET)
+    name = ",".join(n.lstrip("/") for n in found.get("Names") or []) or str(found.get("Id"))[:12]
+    if not target_name or target_name in removing:
+        return False
+    try:
+        commands = [list(argv) for argv in json.loads(own.get(REMOVE, "[]"))]
+        if not commands:
+            return False
+        target = client.containers.get(target_name)
+        if target.status != "running":
+            return False
+        if found.get("State") == "running":
+            runner = client.containers.get(found["Id"])
+            _run_undo(runner, commands)
+        else:
+            runner = client.containers.run(
+                found.get("ImageID") or found["Image"],
+                command=["idle"],
+                name=f"{target.name}-fault-undo-{secrets.token_hex(3)}",
+                network_mode=f"container:{target.id}",
+                cap_drop=["ALL"],
+                cap_add=["NET_ADMIN"],
+                labels={
+                    **labels.lab_labels(own.get(labels.LAB, ""), UNDO_ROLE, os.getpid()),
+                    "org.echolab.fault-undo-of": name,
+                },
+                detach=True,
+                mem_limit="128m",
+                pids_limit=32,
+            )
+            try:
+                _run_undo(runner, commands)
+            finally:
+                with contextlib.suppress(docker.errors.NotFound):
+                    runner.remove(force=True)
+        log.info("undid the leftovers of fault sidecar %s in %s", name, target_name)
+        return True
+    except docker.errors.NotFound:
+        return False
+    except Exception as error:  # best effort: the sweep goes on
+        log.warning("cannot undo fault sidecar %s in %s: %s", name, target_name, error)
+        return False
+
+
+def _run_undo(container: Container, commands: list[list[str]]) -> None:
+    for argv in commands:
+        code, output = container.exec_run(argv)
+        if code != 0:  # idempotent removal: a rule already gone is not an error
+            text = output.decode("utf-8", "replace").strip()
+            log.debug("%s in %s (%s): %s", " ".join(argv), container.name, code, text)
 
 
 def _last_event(container: Container, event: str) -> dict[str, Any]:

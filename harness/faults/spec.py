@@ -15,6 +15,9 @@ from typing import Literal
 Direction = Literal["egress", "ingress", "both"]
 DIRECTIONS: tuple[Direction, ...] = ("egress", "ingress", "both")
 KINDS = ("latency", "loss", "bandwidth")
+# netem's delay distributions (``tc ... delay D J distribution NAME``); ``uniform`` is netem's
+# built-in default (no table, so no ``distribution`` word on tc's command line).
+DISTRIBUTIONS = ("uniform", "normal", "pareto", "paretonormal")
 
 _NUMBER = re.compile(r"^\s*([+-]?(?:\d+(?:\.\d*)?|\.\d+))\s*([a-zA-Z%]*)\s*$")
 _DURATION_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
@@ -85,12 +88,13 @@ def parse_direction(text: str) -> Direction:
 class Fault:
     """One fault of one kind, as Toxiproxy's toxics: ``latency``, ``loss`` or ``bandwidth``.
 
-    Parameters are plain numbers in base units (seconds, fraction 0..1, bits/s).
+    Parameters are plain numbers in base units (seconds, fraction 0..1, bits/s), except
+    latency's ``distribution``, a name from ``DISTRIBUTIONS``.
     """
 
     kind: str
     direction: Direction
-    parameters: dict[str, float] = field(default_factory=dict)
+    parameters: dict[str, float | str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -105,7 +109,9 @@ class Impairment:
     ``delay`` is added to every packet in ``direction``; the default ``egress`` means packets
     leaving the target, so a round trip through an impaired server grows by exactly ``delay``
     (``both`` adds it on the way in too: ``2 * delay`` per round trip). ``jitter`` spreads it
-    uniformly over ``delay +- jitter``; ``loss`` drops each packet with that probability.
+    uniformly over ``delay +- jitter``, or with another ``distribution`` as netem's tables do
+    (``normal``: jitter is the standard deviation; ``pareto``, ``paretonormal``: right-skewed);
+    ``loss`` drops each packet with that probability.
     """
 
     delay: float = 0.0
@@ -116,9 +122,14 @@ class Impairment:
     direction: Direction = "egress"
     seed: int = 0
     keep_order: bool = True
+    distribution: str = "uniform"
 
     def __post_init__(self) -> None:
         parse_direction(self.direction)
+        if not isinstance(self.distribution, str) or self.distribution not in DISTRIBUTIONS:
+            raise ValueError(
+                f"distribution must be one of {', '.join(DISTRIBUTIONS)}, got {self.distribution!r}"
+            )
         for name in ("delay", "jitter"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
@@ -126,6 +137,11 @@ class Impairment:
             raise ValueError(
                 f"jitter ({self.jitter * 1e3:g} ms) must not exceed delay "
                 f"({self.delay * 1e3:g} ms): a packet cannot leave before it arrived"
+            )
+        if self.distribution != "uniform" and not self.jitter:
+            raise ValueError(
+                f"distribution {self.distribution!r} needs a jitter: it shapes how each "
+                "packet's delay spreads around delay (as tc, which refuses it without one)"
             )
         if not 0.0 <= self.correlation <= 1.0:
             raise ValueError(f"correlation must be within 0%..100%, got {self.correlation!r}")
@@ -150,6 +166,7 @@ class Impairment:
         direction: str = "egress",
         seed: int = 0,
         keep_order: bool = True,
+        distribution: str = "uniform",
     ) -> Impairment:
         """From the user's words: ``Impairment.parse(delay="20ms", jitter="2ms", loss="1%")``."""
         return cls(
@@ -161,6 +178,7 @@ class Impairment:
             direction=parse_direction(direction),
             seed=int(seed),
             keep_order=keep_order,
+            distribution=distribution,
         )
 
     def is_empty(self) -> bool:
@@ -173,7 +191,12 @@ class Impairment:
                 Fault(
                     "latency",
                     self.direction,
-                    {"delay": self.delay, "jitter": self.jitter, "correlation": self.correlation},
+                    {
+                        "delay": self.delay,
+                        "jitter": self.jitter,
+                        "correlation": self.correlation,
+                        "distribution": self.distribution,
+                    },
                 )
             )
         if self.loss:

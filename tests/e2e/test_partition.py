@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 import threading
 import time
 from collections.abc import Callable
@@ -91,3 +92,27 @@ def test_one_way_block_on_the_server_then_removed(
     found = labels.project_filter(**{labels.LAB: lab.id, labels.ROLE: "fault"})
     assert lab.docker.containers.list(all=True, filters=found) == []
     lab.run_clients().assert_ok()
+
+
+def test_a_block_and_an_impair_on_one_target_come_off_on_their_own(
+    make_lab: MakeLab, sidecar_image: str
+) -> None:
+    from harness.faults import impair
+
+    lab = make_lab(LabSpec(name="blockimp", workload=Workload(count=20, connect_timeout=2)))
+    with impair(lab, "server", delay="20ms"):
+        with lab.block("server", "egress"):
+            fault = labels.project_filter(**{labels.LAB: lab.id, labels.ROLE: "fault"})
+            kinds = sorted(
+                c.labels["org.echolab.fault-kind"]
+                for c in lab.docker.containers.list(filters=fault)
+            )
+            assert kinds == ["block", "impair"]  # both in force, side by side
+            (client,) = lab.run_clients().clients
+            assert client.exit_code == 3, client.stderr  # the server's SYN-ACKs dropped
+        delayed = lab.run_clients()  # the block is off, the delay holds
+        delayed.assert_ok()
+        assert 20.0 <= statistics.median(delayed.clients[0].rtts_ms()[2:]) < 23.0
+    healed = lab.run_clients()
+    healed.assert_ok()
+    assert statistics.median(healed.clients[0].rtts_ms()[2:]) < 5.0

@@ -7,7 +7,7 @@ import statistics
 
 import pytest
 from echolab_fault_engine.engine import Engine
-from echolab_fault_engine.schedule import Schedule
+from echolab_fault_engine.schedule import Schedule, spread
 
 
 def test_fixed_delay():
@@ -135,3 +135,59 @@ def test_engine_never_sleeps_long_enough_for_select_slack_to_pass_its_spin():
     assert engine.next_wait() == pytest.approx(0.5 - 0.49 - 0.0002)
     now[0] = 0.4999
     assert engine.next_wait() <= 0  # within the spin: poll, do not sleep
+
+
+def _delays(distribution: str, delay: float = 0.05, jitter: float = 0.005, n: int = 20000):
+    s = Schedule(
+        delay_s=delay, jitter_s=jitter, seed=11, keep_order=False, distribution=distribution
+    )
+    return [s.decide(float(i)) - i for i in range(n)]
+
+
+def test_normal_jitter_is_the_standard_deviation():
+    delays = _delays("normal")
+    assert statistics.mean(delays) == pytest.approx(0.05, abs=0.03 * 0.005)
+    assert statistics.stdev(delays) == pytest.approx(0.005, rel=0.03)
+    assert _delays("normal", n=100) == delays[:100]  # seeded
+
+
+@pytest.mark.parametrize("distribution", ["pareto", "paretonormal"])
+def test_pareto_is_right_skewed_and_never_negative(distribution):
+    delays = _delays(distribution, delay=0.005, jitter=0.005)
+    assert min(delays) >= 0
+    mean, median = statistics.mean(delays), statistics.median(delays)
+    assert mean > median
+    assert max(delays) - median > 2 * (median - min(delays))
+    third = statistics.mean((d - mean) ** 3 for d in delays)
+    assert third > 0
+    assert mean == pytest.approx(0.005, abs=0.1 * 0.005)  # centred on delay (cap: -3 %)
+
+
+def test_pareto_follows_netems_table():
+    # pareto.c: t = 4/3 * (u ** (-1/3) - 1.5) for the table's quantile (1 - u), capped at 4
+    assert spread("pareto", 0.0) == pytest.approx(-2 / 3)
+    assert spread("pareto", 1 - 1 / 8) == pytest.approx(4 / 3 * (2 - 1.5))
+    assert spread("pareto", 1.0 - 1e-15) == pytest.approx(32767 / 8192)
+    assert spread("normal", 0.5) == pytest.approx(0.0)
+    assert spread("normal", 0.0) == pytest.approx(-32767 / 8192)
+    assert spread("uniform", 0.75) == pytest.approx(0.5)
+    assert spread("paretonormal", 0.5) == pytest.approx(3 * spread("pareto", 0.5) / 4)
+
+
+def test_normal_delay_is_clamped_at_zero():
+    s = Schedule(delay_s=0.001, jitter_s=0.01, seed=2, keep_order=False, distribution="normal")
+    assert min(s.decide(float(i)) - i for i in range(2000)) >= 0
+
+
+def test_distribution_changes_at_run_time_and_bad_ones_are_refused():
+    s = Schedule(delay_s=0.01, jitter_s=0.001)
+    s.update(distribution="pareto")
+    assert s.params()["distribution"] == "pareto"
+    with pytest.raises(ValueError, match="distribution"):
+        s.update(distribution="exponential", delay_s=0.5)
+    assert s.params()["distribution"] == "pareto" and s.delay_s == 0.01  # all or none
+    with pytest.raises(ValueError, match="distribution"):
+        Schedule(distribution="gamma")
+    engine = Engine(Schedule(delay_s=0.01, jitter_s=0.001))
+    answer = engine.control({"op": "set", "distribution": "normal", "jitter_us": 2000})
+    assert answer["params"]["distribution"] == "normal"

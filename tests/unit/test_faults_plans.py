@@ -25,6 +25,24 @@ def test_netem_egress_delay_jitter_loss_rate():
     assert all(isinstance(arg, str) for argv in plan.apply + plan.remove for arg in argv)
 
 
+def test_netem_distribution_follows_the_jitter():
+    imp = Impairment.parse(delay="20ms", jitter="2ms", correlation="25%", distribution="normal")
+    args = netem.netem_args(imp)
+    assert args[:6] == ["delay", "20000us", "2000us", "25%", "distribution", "normal"]
+    plan = netem.plan(imp)
+    assert plan.apply[0][7:13] == args[:6]
+    assert netem.update(imp)[0][7:13] == args[:6]
+    assert "distribution" not in netem.netem_args(Impairment.parse(delay="20ms", jitter="2ms"))
+
+
+def test_nfqueue_engine_and_update_carry_the_distribution():
+    imp = Impairment.parse(delay="20ms", jitter="2ms", distribution="pareto")
+    engine = nfqueue.plan(imp).engine
+    assert engine[engine.index("--distribution") + 1] == "pareto"
+    request, _ = nfqueue.update(imp)
+    assert request["distribution"] == "pareto"
+
+
 def test_netem_ingress_goes_through_ifb():
     plan = netem.plan(Impairment.parse(delay="5ms", direction="ingress"))
     assert plan.apply[0] == ["ip", "link", "add", "ifb0", "type", "ifb"]

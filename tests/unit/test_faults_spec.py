@@ -83,6 +83,10 @@ def test_impairment_from_words():
         ({}, "nothing to impair"),
         ({"rate": "1mbit", "direction": "both"}, "egress only"),
         ({"delay": "10 parsecs"}, "unknown unit"),
+        ({"delay": "10ms", "jitter": "1ms", "distribution": "gamma"}, "distribution must be"),
+        ({"delay": "10ms", "jitter": "1ms", "distribution": "Normal"}, "distribution must be"),
+        ({"delay": "10ms", "distribution": "normal"}, "'normal' needs a jitter"),
+        ({"loss": "1%", "distribution": "pareto"}, "needs a jitter"),
     ],
 )
 def test_bad_impairments(params, message):
@@ -95,3 +99,17 @@ def test_fault_checks_kind_and_direction():
         Fault("corrupt", "egress")
     with pytest.raises(ValueError, match="direction"):
         Fault("loss", "up")  # type: ignore[arg-type]
+
+
+def test_distribution_defaults_to_uniform_and_reaches_the_latency_fault():
+    assert Impairment.parse(delay="10ms", jitter="1ms").distribution == "uniform"
+    imp = Impairment.parse(delay="10ms", jitter="1ms", distribution="paretonormal")
+    assert imp.faults()[0].parameters["distribution"] == "paretonormal"
+
+
+def test_the_engine_knows_the_same_distributions():
+    from echolab_fault_engine import schedule
+
+    from harness.faults.spec import DISTRIBUTIONS
+
+    assert schedule.DISTRIBUTIONS == DISTRIBUTIONS

@@ -97,7 +97,13 @@ def test_slots_use_their_own_table_and_queue_and_remove_only_themselves():
 def test_update_plans_change_in_place():
     imp = Impairment.parse(delay="10ms", loss="1%", rate="1mbit")
     request_, commands = nfqueue.update(imp)
-    assert request_ == {"delay_us": 10000, "jitter_us": 0, "correlation": 0.0, "loss": 0.01}
+    assert request_ == {
+        "delay_us": 10000,
+        "jitter_us": 0,
+        "correlation": 0.0,
+        "loss": 0.01,
+        "distribution": "uniform",
+    }
     assert commands[0][:4] == ["tc", "qdisc", "change", "dev"] and "tbf" in commands[0]
     both = netem.update(Impairment.parse(delay="10ms", direction="both"))
     assert [argv[2] for argv in both] == ["change", "change"]

@@ -58,6 +58,12 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--delay-us", type=int, default=0)
     run.add_argument("--jitter-us", type=int, default=0)
     run.add_argument("--correlation", type=float, default=0.0)
+    run.add_argument(
+        "--distribution",
+        choices=("uniform", "normal", "pareto", "paretonormal"),
+        default="uniform",
+        help="of jitter, as netem's tables",
+    )
     run.add_argument("--loss", type=float, default=0.0, help="probability 0..1")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--reorder", action="store_true", help="let jitter reorder packets")
@@ -89,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         loss=args.loss,
         seed=args.seed,
         keep_order=not args.reorder,
+        distribution=args.distribution,
     )
     return run_engine(
         schedule,

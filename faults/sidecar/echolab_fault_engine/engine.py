@@ -173,6 +173,7 @@ class Engine:
                 jitter_s=None if us["jitter_us"] is None else us["jitter_us"] / 1e6,
                 correlation=request.get("correlation"),
                 loss=request.get("loss"),
+                distribution=request.get("distribution"),
             )
         elif op == "note":
             self.note = dict(request["note"])

@@ -1,0 +1,101 @@
+"""A crashed run's faults: the sweep undoes, in a target that still runs, what its orphaned fault
+sidecars applied (rules and qdiscs), whether the sidecar still runs or was killed."""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+from collections.abc import Callable
+
+import docker
+import pytest
+from docker.models.containers import Container
+
+from harness import Lab, LabSpec, Workload, labels, sweep
+from harness.faults import apply
+from harness.faults.sidecar import UNDO_ROLE
+
+MakeLab = Callable[..., Lab]
+pytestmark = pytest.mark.timeout(180)
+
+
+class _Orphaned:
+    """The lab, seen by ``apply`` as owned by a process that is gone (a crashed run)."""
+
+    def __init__(self, lab: Lab, owner_pid: int) -> None:
+        self._lab = lab
+        self.id = lab.id
+        self.owner_pid = owner_pid
+
+    @property
+    def docker(self) -> docker.DockerClient:
+        return self._lab.docker
+
+    @property
+    def server(self) -> Container:
+        return self._lab.server
+
+
+def _in_namespace(lab: Lab, image: str, argv: list[str]) -> str:
+    probe = lab.docker.containers.run(
+        image,
+        command=["idle"],
+        network_mode=f"container:{lab.server.id}",
+        cap_drop=["ALL"],
+        cap_add=["NET_ADMIN"],
+        labels=labels.lab_labels(lab.id, "probe"),
+        detach=True,
+    )
+    try:
+        code, output = probe.exec_run(argv)
+        assert code == 0, output
+        return str(output.decode())
+    finally:
+        probe.remove(force=True)
+
+
+def _median(lab: Lab) -> float:
+    result = lab.run_clients(1)
+    result.assert_ok()
+    return statistics.median(result.clients[0].rtts_ms()[2:])
+
+
+def test_sweep_undoes_orphaned_faults_in_a_running_target(
+    make_lab: MakeLab, sidecar_image: str, docker_client: docker.DockerClient
+) -> None:
+    lab = make_lab(LabSpec(name="orphan", clients=1, workload=Workload(count=30)))
+    baseline = _median(lab)
+    # The faults' owner: a process that lives until the crash (had it died before, another
+    # lab starting meanwhile, in any process, would sweep them first).
+    owner = subprocess.Popen(["sleep", "300"])
+    try:
+        crashed = _Orphaned(lab, owner.pid)
+        rate = apply(crashed, "server", rate="10mbit")
+        delay = apply(crashed, "server", delay="20ms")
+        assert _median(lab) >= 20.0
+        assert "tbf" in _in_namespace(lab, sidecar_image, ["tc", "qdisc", "show", "dev", "eth0"])
+        assert "NFQUEUE" in _in_namespace(lab, sidecar_image, ["iptables-save"])
+        # The crash: the rate's sidecar killed (stopped, not undone), the delay's left running;
+        # neither is removed, and their owner is gone.
+        rate.sidecars[0].container.kill()  # type: ignore[union-attr]
+        faults = labels.project_filter(**{labels.LAB: lab.id, labels.ROLE: "fault"})
+        assert len(docker_client.containers.list(all=True, filters=faults)) == 2
+    finally:
+        owner.kill()
+        owner.wait()
+
+    sweep.sweep(docker_client)  # (another process starting a lab may sweep them first)
+
+    assert docker_client.containers.list(all=True, filters=faults) == []
+    undo = labels.project_filter(**{labels.LAB: lab.id, labels.ROLE: UNDO_ROLE})
+    assert docker_client.containers.list(all=True, filters=undo) == []
+    lab.server.reload()
+    assert lab.server.status == "running"  # the target is not the sweep's (its owner lives)
+    qdiscs = _in_namespace(lab, sidecar_image, ["tc", "qdisc", "show", "dev", "eth0"])
+    assert "tbf" not in qdiscs, qdiscs
+    rules = _in_namespace(lab, sidecar_image, ["iptables-save"])
+    assert "NFQUEUE" not in rules, rules
+    after = _median(lab)
+    assert after < max(5.0, 2 * baseline), (baseline, after)
+    rate.sidecars.clear()  # already gone: nothing left for the test to remove
+    delay.sidecars.clear()
