@@ -109,6 +109,12 @@ class Sidecar:
         target = self.container
         if target is None:
             raise FaultError("the fault sidecar is not running")
+        target.reload()
+        if target.status != "running":
+            raise FaultError(
+                f"the fault engine in {target.name} has died (exit "
+                f"{target.attrs['State']['ExitCode']}): traffic bypasses it (--queue-bypass)"
+            )
         return engine_request(target, request)
 
     def run(self, commands: list[list[str]]) -> None:
@@ -125,7 +131,18 @@ class Sidecar:
                 for argv in self.plan.remove:
                     self._exec(argv, check=False, container=container)
                 container.stop(timeout=5)
-            self.stats = _last_event(container, "stats")
+                self.stats = _last_event(container, "stats")
+            else:
+                # The engine died while the fault was in force: traffic went through unimpaired
+                # (--queue-bypass), and its rules are still in the target. Say so, undo them.
+                exit_code = container.attrs["State"]["ExitCode"]
+                log.warning(
+                    "fault engine in %s died (exit %s) while in force: traffic bypassed it",
+                    container.name,
+                    exit_code,
+                )
+                undo_orphan(self.client, _as_listed(container))
+                self.stats = {"engine_died": True, "exit_code": exit_code}
         except docker.errors.NotFound:
             return
         except docker.errors.APIError as error:  # the target died: its namespace is gone too
@@ -258,6 +275,18 @@ def undo_orphan(
     except Exception as error:  # best effort: the sweep goes on
         log.warning("cannot undo fault sidecar %s in %s: %s", name, target_name, error)
         return False
+
+
+def _as_listed(container: Container) -> dict[str, Any]:
+    """A container as the low-level listing describes it (what ``undo_orphan`` takes)."""
+    return {
+        "Id": container.id,
+        "Names": [f"/{container.name}"],
+        "Labels": container.labels,
+        "State": container.status,
+        "Image": container.attrs["Image"],
+        "ImageID": container.attrs["Image"],
+    }
 
 
 def _run_undo(container: Container, commands: list[list[str]]) -> None:

@@ -13,7 +13,7 @@ import docker
 import pytest
 
 from harness import Lab, LabSpec, Workload, labels
-from harness.faults import FaultUnsupported, impair, preflight
+from harness.faults import FaultError, FaultUnsupported, impair, preflight
 from harness.faults import image as fault_image
 
 MakeLab = Callable[..., Lab]
@@ -113,3 +113,28 @@ def test_forcing_netem_where_it_is_missing_is_a_clear_error(
     ):
         pass
     _no_sidecars_left(docker_client, fault_lab)
+
+
+def test_engine_death_is_reported_traffic_bypasses_and_rules_are_undone(
+    fault_lab: Lab, docker_client: docker.DockerClient, sidecar_image: str
+) -> None:
+    with fault_lab.impair("server", delay="50ms") as applied:
+        (sidecar,) = applied.sidecars
+        assert sidecar.container is not None
+        sidecar.container.kill()  # the engine is the sidecar's only process
+        result = fault_lab.run_clients(1, Workload(count=20))
+        result.assert_ok()  # no black hole: --queue-bypass lets packets through
+        assert max(result.clients[0].rtts_ms()) < 50.0  # ...without the delay
+        with pytest.raises(FaultError, match="has died"):
+            applied.status()
+    assert applied.engine_stats()[fault_lab.server.name]["engine_died"] is True
+    rules = docker_client.containers.run(
+        sidecar_image,
+        entrypoint=["iptables-save"],
+        network_mode=f"container:{fault_lab.server.id}",
+        cap_drop=["ALL"],
+        cap_add=["NET_ADMIN"],
+        labels=labels.lab_labels(fault_lab.id, "check"),
+        remove=True,
+    ).decode()
+    assert "NFQUEUE" not in rules
