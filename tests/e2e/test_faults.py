@@ -15,6 +15,7 @@ import pytest
 from harness import Lab, LabSpec, Workload, labels
 from harness.faults import FaultError, FaultUnsupported, impair, preflight
 from harness.faults import image as fault_image
+from tests.e2e.conftest import in_server_namespace
 
 MakeLab = Callable[..., Lab]
 
@@ -128,13 +129,4 @@ def test_engine_death_is_reported_traffic_bypasses_and_rules_are_undone(
         with pytest.raises(FaultError, match="has died"):
             applied.status()
     assert applied.engine_stats()[fault_lab.server.name]["engine_died"] is True
-    rules = docker_client.containers.run(
-        sidecar_image,
-        entrypoint=["iptables-save"],
-        network_mode=f"container:{fault_lab.server.id}",
-        cap_drop=["ALL"],
-        cap_add=["NET_ADMIN"],
-        labels=labels.lab_labels(fault_lab.id, "check"),
-        remove=True,
-    ).decode()
-    assert "NFQUEUE" not in rules
+    assert "NFQUEUE" not in in_server_namespace(fault_lab, sidecar_image, ["iptables-save"])

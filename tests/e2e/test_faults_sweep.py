@@ -14,6 +14,7 @@ from docker.models.containers import Container
 from harness import Lab, LabSpec, Workload, labels, sweep
 from harness.faults import apply
 from harness.faults.sidecar import UNDO_ROLE
+from tests.e2e.conftest import in_server_namespace
 
 MakeLab = Callable[..., Lab]
 pytestmark = pytest.mark.timeout(180)
@@ -36,24 +37,6 @@ class _Orphaned:
         return self._lab.server
 
 
-def _in_namespace(lab: Lab, image: str, argv: list[str]) -> str:
-    probe = lab.docker.containers.run(
-        image,
-        command=["idle"],
-        network_mode=f"container:{lab.server.id}",
-        cap_drop=["ALL"],
-        cap_add=["NET_ADMIN"],
-        labels=labels.lab_labels(lab.id, "probe"),
-        detach=True,
-    )
-    try:
-        code, output = probe.exec_run(argv)
-        assert code == 0, output
-        return str(output.decode())
-    finally:
-        probe.remove(force=True)
-
-
 def _median(lab: Lab) -> float:
     result = lab.run_clients(1)
     result.assert_ok()
@@ -73,8 +56,10 @@ def test_sweep_undoes_orphaned_faults_in_a_running_target(
         rate = apply(crashed, "server", rate="10mbit")
         delay = apply(crashed, "server", delay="20ms")
         assert _median(lab) >= 20.0
-        assert "tbf" in _in_namespace(lab, sidecar_image, ["tc", "qdisc", "show", "dev", "eth0"])
-        assert "NFQUEUE" in _in_namespace(lab, sidecar_image, ["iptables-save"])
+        assert "tbf" in in_server_namespace(
+            lab, sidecar_image, ["tc", "qdisc", "show", "dev", "eth0"]
+        )
+        assert "NFQUEUE" in in_server_namespace(lab, sidecar_image, ["iptables-save"])
         # The crash: the rate's sidecar killed (stopped, not undone), the delay's left running;
         # neither is removed, and their owner is gone.
         rate.sidecars[0].container.kill()  # type: ignore[union-attr]
@@ -91,9 +76,9 @@ def test_sweep_undoes_orphaned_faults_in_a_running_target(
     assert docker_client.containers.list(all=True, filters=undo) == []
     lab.server.reload()
     assert lab.server.status == "running"  # the target is not the sweep's (its owner lives)
-    qdiscs = _in_namespace(lab, sidecar_image, ["tc", "qdisc", "show", "dev", "eth0"])
+    qdiscs = in_server_namespace(lab, sidecar_image, ["tc", "qdisc", "show", "dev", "eth0"])
     assert "tbf" not in qdiscs, qdiscs
-    rules = _in_namespace(lab, sidecar_image, ["iptables-save"])
+    rules = in_server_namespace(lab, sidecar_image, ["iptables-save"])
     assert "NFQUEUE" not in rules, rules
     after = _median(lab)
     assert after < max(5.0, 2 * baseline), (baseline, after)
