@@ -19,6 +19,7 @@ block that is gone do nothing. Targets are those of ``impair``: ``"server"``, a 
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Literal
@@ -32,6 +33,7 @@ from harness.faults.plan import Plan
 from harness.faults.sidecar import Sidecar
 
 BlockDirection = Literal["ingress", "egress"]
+BLOCK_COMMENT = "echolab-block"
 # Aliases a partitioned container had, by (lab id, container name), for heal().
 _ALIASES: dict[tuple[str, str], list[str]] = {}
 _ROLES = ("server", "client", "proxy")
@@ -108,14 +110,23 @@ def heal(lab: LabLike) -> list[str]:
     return healed
 
 
-def block_plan(direction: BlockDirection, dev: str = "eth0") -> Plan:
-    """The iptables rules of a one-way block (pure): ``-I`` to apply, ``-D`` to remove."""
+def block_plan(direction: BlockDirection, dev: str = "eth0", tag: str = "") -> Plan:
+    """The iptables rules of a one-way block (pure): ``-I`` to apply, ``-D`` to remove.
+
+    Each block's rule carries its own comment (``echolab-block-<tag>``): two blocks in the same
+    direction on one target are then two rules, and ``-D`` of one removes exactly that one
+    (iptables deletes the first rule that matches the whole spec, comment included).
+    """
     if direction == "ingress":
-        rule = ["INPUT", "-i", dev, "-j", "DROP"]
+        rule = ["INPUT", "-i", dev]
     elif direction == "egress":
-        rule = ["OUTPUT", "-o", dev, "-j", "DROP"]
+        rule = ["OUTPUT", "-o", dev]
     else:
         raise ValueError(f"direction must be 'ingress' or 'egress', got {direction!r}")
+    if tag and not tag.replace("-", "").isalnum():
+        raise ValueError(f"a block's tag is letters, digits and '-', got {tag!r}")
+    comment = f"{BLOCK_COMMENT}-{tag}" if tag else BLOCK_COMMENT
+    rule += ["-m", "comment", "--comment", comment, "-j", "DROP"]
     return Plan(
         backend="iptables",
         engine=["idle"],
@@ -136,7 +147,7 @@ def block(
     """
     from harness.faults import image
 
-    plan = block_plan(direction, dev)
+    plan = block_plan(direction, dev, tag=secrets.token_hex(4))
     containers = resolve_targets(lab, target)
     client = lab.docker
     client.images.get(image.SIDECAR_IMAGE)  # ImageNotFound says what to build

@@ -6,6 +6,7 @@ import statistics
 import threading
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 
 import pytest
 
@@ -14,6 +15,7 @@ from harness.checks import check_run
 from harness.faults.partition import block_plan, partitioned
 from harness.results import ClientResult
 from harness.waiting import NotReady, wait_for
+from tests.e2e.conftest import in_server_namespace
 
 MakeLab = Callable[..., Lab]
 pytestmark = pytest.mark.timeout(180)
@@ -73,11 +75,15 @@ def test_server_partition_heals_with_its_dns_alias(make_lab: MakeLab) -> None:
 
 
 def test_block_plan_is_pure_and_validated() -> None:
-    plan = block_plan("egress")
-    assert plan.apply == [["iptables", "-w", "-I", "OUTPUT", "-o", "eth0", "-j", "DROP"]]
-    assert plan.remove == [["iptables", "-w", "-D", "OUTPUT", "-o", "eth0", "-j", "DROP"]]
+    plan = block_plan("egress", tag="ab12")
+    rule = ["OUTPUT", "-o", "eth0", "-m", "comment", "--comment", "echolab-block-ab12", "-j"]
+    assert plan.apply == [["iptables", "-w", "-I", *rule, "DROP"]]
+    assert plan.remove == [["iptables", "-w", "-D", *rule, "DROP"]]
+    assert block_plan("egress", tag="cd34").remove != plan.remove  # each block its own rule
     with pytest.raises(ValueError, match="ingress' or 'egress"):
         block_plan("both")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="tag"):
+        block_plan("egress", tag="x; rm")
 
 
 @pytest.mark.parametrize("direction", ["ingress", "egress"])
@@ -116,3 +122,23 @@ def test_a_block_and_an_impair_on_one_target_come_off_on_their_own(
     healed = lab.run_clients()
     healed.assert_ok()
     assert statistics.median(healed.clients[0].rtts_ms()[2:]) < 5.0
+
+
+def test_two_blocks_one_way_on_one_target_come_off_one_at_a_time(
+    make_lab: MakeLab, sidecar_image: str
+) -> None:
+    """Two egress blocks on the server are two rules: lifting one leaves the other in force."""
+    lab = make_lab(LabSpec(name="block2", workload=Workload(count=20, connect_timeout=2)))
+
+    def drop_rules() -> int:
+        return in_server_namespace(lab, sidecar_image, ["iptables", "-w", "-S"]).count("DROP")
+
+    with ExitStack() as first:
+        first.enter_context(lab.block("server", "egress"))
+        with lab.block("server", "egress"):
+            assert drop_rules() == 2
+        assert drop_rules() == 1  # the first block is still in force
+        (client,) = lab.run_clients().clients
+        assert client.exit_code == 3, client.stderr  # and still drops the SYN-ACKs
+    assert drop_rules() == 0
+    lab.run_clients().assert_ok()
