@@ -6,6 +6,7 @@ run      an ephemeral lab: N client containers, every reply checked, results as 
 down     stop the Compose stack (its faults healed first)
 clean    remove every container, network (and with --images, image) the project created
 impair   a network fault on the running Compose lab (stays until heal): delay, jitter, loss, rate
+update   change a fault in force on the Compose lab while traffic flows (same units as impair)
 heal     remove the Compose lab's faults (of one target, or all)
 faults   list the faults in force on the Compose lab, with their parameters
 """
@@ -169,19 +170,7 @@ def cmd_impair(args: argparse.Namespace) -> int:
     from harness.faults import FaultUnsupported, Impairment, apply
     from harness.faults.compose_lab import ComposeLab
 
-    words = {
-        k: v
-        for k, v in {
-            "delay": args.delay,
-            "jitter": args.jitter,
-            "correlation": args.correlation,
-            "distribution": args.distribution,
-            "loss": args.loss,
-            "rate": args.rate,
-        }.items()
-        if v is not None
-    }
-    params = {**words, "direction": args.direction, "seed": args.seed}
+    params = {**_fault_words(args), "direction": args.direction, "seed": args.seed}
     lab = ComposeLab(args.project)
     try:
         Impairment.parse(**params)
@@ -199,6 +188,45 @@ def cmd_impair(args: argparse.Namespace) -> int:
     print(json.dumps({**described, "sidecars": names}) if args.json else _one_fault(described))
     _say(f"in force until `python -m harness heal {args.target} --project {args.project}`")
     return 0
+
+
+def cmd_update(args: argparse.Namespace) -> int:
+    """Change the impairment in force on a target in place (the engine's rules and held
+    packets stay); every target is checked before any changes, exit 2 if a check fails."""
+    from harness.faults.compose_lab import ComposeLab
+
+    params = _fault_words(args)
+    if not params:
+        _say(
+            "error: nothing to change: give --delay, --jitter, --correlation, --distribution, "
+            "--loss or --rate"
+        )
+        return USAGE_ERROR
+    try:
+        chosen = ComposeLab(args.project).impairments(args.target, args.slot)
+        for applied in chosen:
+            applied.check(**params)
+    except ValueError as error:
+        _say(f"error: {error}")
+        return USAGE_ERROR
+    for applied in chosen:
+        applied.update(**params)
+        described = applied.describe()
+        print(json.dumps(described) if args.json else _one_fault(described))
+    return 0
+
+
+def _fault_words(args: argparse.Namespace) -> dict[str, str]:
+    """The fault parameters given on the command line, as the user wrote them."""
+    given = {
+        "delay": args.delay,
+        "jitter": args.jitter,
+        "correlation": args.correlation,
+        "distribution": args.distribution,
+        "loss": args.loss,
+        "rate": args.rate,
+    }
+    return {name: value for name, value in given.items() if value is not None}
 
 
 def _one_fault(d: dict[str, object]) -> str:
@@ -295,20 +323,26 @@ def parser() -> argparse.ArgumentParser:
         "delay is added to each packet of the direction (egress: leaving the target).",
     )
     hurt.add_argument("target", help="server, clients, a service or a container of the project")
-    hurt.add_argument("--delay")
-    hurt.add_argument("--jitter")
-    hurt.add_argument("--correlation")
-    hurt.add_argument(
-        "--distribution", help="of jitter: uniform (default), normal, pareto, paretonormal"
-    )
-    hurt.add_argument("--loss")
-    hurt.add_argument("--rate")
+    _fault_options(hurt)
     hurt.add_argument("--direction", default="egress", help="egress (default), ingress or both")
     hurt.add_argument("--seed", type=int, default=0)
     hurt.add_argument("--backend", choices=("netem", "nfqueue"), default=None)
     hurt.add_argument("--project", default=PROJECT)
     hurt.add_argument("--json", action="store_true")
     hurt.set_defaults(func=cmd_impair)
+
+    change = sub.add_parser(
+        "update",
+        help="change a fault in force on the Compose lab while traffic flows",
+        description="Only the parameters given change; direction and seed stay. Units as for "
+        "impair. A target holding several impairments needs --slot (see `faults`).",
+    )
+    change.add_argument("target", help="server, clients, a service or a container of the project")
+    _fault_options(change)
+    change.add_argument("--slot", type=int, default=None, help="which impairment (see faults)")
+    change.add_argument("--project", default=PROJECT)
+    change.add_argument("--json", action="store_true")
+    change.set_defaults(func=cmd_update)
 
     heal = sub.add_parser("heal", help="remove the Compose lab's faults (of one target, or all)")
     heal.add_argument("target", nargs="?", default=None)
@@ -320,6 +354,17 @@ def parser() -> argparse.ArgumentParser:
     listed.add_argument("--json", action="store_true")
     listed.set_defaults(func=cmd_faults)
     return top
+
+
+def _fault_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--delay")
+    command.add_argument("--jitter")
+    command.add_argument("--correlation")
+    command.add_argument(
+        "--distribution", help="of jitter: uniform (default), normal, pareto, paretonormal"
+    )
+    command.add_argument("--loss")
+    command.add_argument("--rate")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

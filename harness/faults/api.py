@@ -31,8 +31,18 @@ from docker.models.containers import Container
 
 from harness import labels
 from harness.faults import netem, nfqueue
+from harness.faults.plan import Plan
 from harness.faults.preflight import Report, preflight
-from harness.faults.sidecar import DESCRIPTION, KIND, SLOT, TARGET, FaultError, Sidecar
+from harness.faults.sidecar import (
+    BACKEND,
+    DESCRIPTION,
+    KIND,
+    REMOVE,
+    SLOT,
+    TARGET,
+    FaultError,
+    Sidecar,
+)
 from harness.faults.spec import Impairment
 
 _FIXED = ("direction", "seed", "keep_order")
@@ -54,7 +64,7 @@ class Applied:
     backend: str
     impairment: Impairment
     targets: list[str]
-    report: Report
+    report: Report | None  # None when attached to a fault in force (``attach``)
     sidecars: list[Sidecar] = field(default_factory=list)
     words: dict[str, Any] = field(default_factory=dict)
     dev: str = "eth0"
@@ -72,6 +82,7 @@ class Applied:
             "loss": imp.loss,
             "rate_bit_s": imp.rate,
             "seed": imp.seed,
+            "keep_order": imp.keep_order,
         }
 
     def engine_stats(self) -> dict[str, dict[str, Any]]:
@@ -82,14 +93,11 @@ class Applied:
         """Per target, the engine's current parameters and counters (while in force)."""
         return {s.target.name: s.control({"op": "status"}) for s in self.sidecars}
 
-    def update(self, **params: Any) -> None:
-        """Change the parameters in force (the others keep their values), on every target.
-
-        Validated before anything changes; direction, seed and keep_order are fixed for the
-        life of a fault. With the user-space engine a fault keeps its kinds: delay/jitter/loss
-        can change (to 0 too) if the engine runs, rate if tbf was set; open another ``impair``
-        to add a kind.
-        """
+    def check(self, **params: Any) -> tuple[Impairment, dict[str, Any]]:
+        """What ``update(**params)`` would put in force (and its words), or ValueError: nothing
+        changes. Direction, seed and keep_order are fixed for the life of a fault. With the
+        user-space engine a fault keeps its kinds: delay/jitter/loss can change (to 0 too) if
+        the engine runs, rate if tbf was set; open another ``impair`` to add a kind."""
         words = {**self.words, **params}
         new = Impairment.parse(**words)
         for name in _FIXED:
@@ -104,6 +112,12 @@ class Applied:
                 )
             if (new.rate is None) != (self.impairment.rate is None):
                 raise ValueError("rate cannot be added or removed by update: impair again")
+        return new, words
+
+    def update(self, **params: Any) -> None:
+        """Change the parameters in force (the others keep their values), on every target;
+        validated first (``check``)."""
+        new, words = self.check(**params)
         for sidecar in self.sidecars:
             if self.backend == "netem":
                 sidecar.run(netem.update(new, self.dev))
@@ -240,6 +254,57 @@ def apply(
         applied.remove()
         raise
     return applied
+
+
+def attach(client: DockerClient, sidecar: Container) -> Applied:
+    """The fault a running ``impair`` sidecar holds, as an ``Applied`` another process can
+    ``update`` or ``remove`` (the command line's ``update``). Its parameters are the ones in
+    force, kept by its engine (``note``, refreshed by every update), else its label."""
+    if sidecar.labels.get(KIND, "impair") != "impair":
+        raise ValueError(f"{sidecar.name} is a {sidecar.labels[KIND]}, not an impairment")
+    target = client.containers.get(sidecar.labels[TARGET])
+    described = json.loads(sidecar.labels.get(DESCRIPTION, "{}") or "{}")
+    plan = Plan(
+        backend=sidecar.labels.get(BACKEND, ""),
+        engine=list(sidecar.attrs["Config"]["Cmd"] or ["idle"]),
+        remove=[list(argv) for argv in json.loads(sidecar.labels.get(REMOVE, "[]"))],
+    )
+    handle = Sidecar(
+        client,
+        target,
+        sidecar.labels.get(labels.LAB, ""),
+        plan,
+        sidecar.image.tags[0] if sidecar.image.tags else sidecar.attrs["Image"],
+        container=sidecar,
+        slot=int(sidecar.labels.get(SLOT, "0")),
+        description=described,
+    )
+    described = handle.control({"op": "status"}).get("note") or described
+    impairment = impairment_of(described)
+    return Applied(
+        str(described.get("backend") or plan.backend),
+        impairment,
+        [target.name],
+        None,
+        sidecars=[handle],
+        words=impairment.words(),
+    )
+
+
+def impairment_of(described: dict[str, Any]) -> Impairment:
+    """The ``Impairment`` that ``Applied.describe()`` described (pure)."""
+    rate = described.get("rate_bit_s")
+    return Impairment(
+        delay=float(described.get("delay_s") or 0.0),
+        jitter=float(described.get("jitter_s") or 0.0),
+        correlation=float(described.get("correlation") or 0.0),
+        loss=float(described.get("loss") or 0.0),
+        rate=None if rate is None else int(rate),
+        direction=described.get("direction", "egress"),
+        seed=int(described.get("seed") or 0),
+        keep_order=bool(described.get("keep_order", True)),
+        distribution=str(described.get("distribution") or "uniform"),
+    )
 
 
 @contextmanager

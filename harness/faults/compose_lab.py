@@ -18,9 +18,11 @@ from docker.client import DockerClient
 from docker.models.containers import Container
 
 from harness import labels
+from harness.faults.api import Applied, attach
 from harness.faults.sidecar import (
     BACKEND,
     DESCRIPTION,
+    KIND,
     SLOT,
     TARGET,
     FaultError,
@@ -100,6 +102,33 @@ class ComposeLab:
             names = {c.name for c in self.resolve_target(target)}
             found = [c for c in found if c.labels.get(TARGET) in names]
         return sorted(found, key=lambda c: (c.labels.get(TARGET, ""), c.labels.get(SLOT, "")))
+
+    def impairments(self, target: str, slot: int | None = None) -> list[Applied]:
+        """The impairment in force on each of ``target``'s containers (in ``slot``, if given),
+        attached so it can be updated; ValueError if a container holds none, or several and
+        no slot says which."""
+        chosen = []
+        for container in self.resolve_target(target):
+            held = [
+                s
+                for s in self.sidecars(container.name)
+                if s.status == "running" and s.labels.get(KIND, "impair") == "impair"
+            ]
+            slots = sorted(int(s.labels.get(SLOT, "0")) for s in held)
+            if slot is not None:
+                held = [s for s in held if int(s.labels.get(SLOT, "0")) == slot]
+            if not held:
+                where = f" in slot {slot}" if slot is not None and slots else ""
+                raise ValueError(
+                    f"no impairment in force on {container.name}{where} "
+                    f"(slots in force: {slots or 'none'}; see `python -m harness faults`)"
+                )
+            if len(held) > 1:
+                raise ValueError(
+                    f"{container.name} holds impairments in slots {slots}: say which with --slot"
+                )
+            chosen.append(attach(self.docker, held[0]))
+        return chosen
 
     def faults(self) -> list[dict[str, Any]]:
         """Every fault in force: its sidecar, target, slot, backend and current parameters."""

@@ -181,6 +181,23 @@ class Impairment:
             distribution=distribution,
         )
 
+    def words(self) -> dict[str, str | int | bool]:
+        """Words that ``parse`` reads back as this impairment (to the microsecond, the
+        millionth of a percent): how a fault found in force is updated from other words."""
+        words: dict[str, str | int | bool] = {
+            "delay": f"{self.delay * 1e6:.3f}us",
+            "jitter": f"{self.jitter * 1e6:.3f}us",
+            "correlation": f"{self.correlation * 100:.6f}%",
+            "loss": f"{self.loss * 100:.6f}%",
+            "direction": self.direction,
+            "seed": self.seed,
+            "keep_order": self.keep_order,
+            "distribution": self.distribution,
+        }
+        if self.rate is not None:
+            words["rate"] = f"{self.rate}bit"
+        return words
+
     def is_empty(self) -> bool:
         return self.delay == 0 and self.jitter == 0 and self.loss == 0 and self.rate is None
 

@@ -17,6 +17,7 @@ import pytest
 from harness import labels
 from harness.faults import image as fault_image
 from harness.faults.compose_lab import ComposeLab
+from harness.waiting import NotReady, wait_for
 from tests.integration.conftest import Stack
 
 
@@ -85,6 +86,77 @@ def test_impair_list_and_heal_from_the_command_line(running: Stack) -> None:
         assert median_rtt(running) < 5.0
     finally:
         ComposeLab(project, running.docker).heal()
+
+
+def test_update_a_fault_in_force_while_a_client_runs(running: Stack) -> None:
+    """``update`` changes the delay under a running client: its replies all arrive, in order,
+    and its round trips move from the old delay to the new one."""
+    project = running.project
+    lab = ComposeLab(project, running.docker)
+    try:
+        done = harness("impair", "server", "--delay", "20ms", "--project", project)
+        assert done.returncode == 0, done.stderr
+        client = subprocess.Popen(
+            running.tool.command(
+                project, "run", "--rm", "-T", "client", "--count", "200", "--rate", "25"
+            ),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+
+            def exchanged() -> int:
+                seen = int(lab.faults()[0].get("engine", {}).get("seen", 0))
+                if seen < 60:  # about 30 replies left the server under 20 ms
+                    raise NotReady(f"the engine has seen {seen} packets")
+                return seen
+
+            wait_for("the client's first 30 exchanges", exchanged, timeout=60)
+            updated = harness("update", "server", "--delay", "60ms", "--project", project)
+            assert updated.returncode == 0, updated.stderr
+            assert "delay 60ms" in updated.stdout
+            out, err = client.communicate(timeout=90)
+        finally:
+            client.kill()
+            client.wait(timeout=30)
+        assert client.returncode == 0, err  # the client checked every reply, order included
+        rtts = [json.loads(line) for line in out.splitlines()]
+        rtts = [
+            r["rtt_ms"]
+            for r in sorted(rtts, key=lambda r: r.get("seq", -1))
+            if r["type"] == "exchange"
+        ]
+        assert len(rtts) == 200
+        assert 19.0 <= statistics.median(rtts[2:20]) < 25.0
+        assert 59.0 <= statistics.median(rtts[-30:]) < 65.0
+        listed = json.loads(harness("faults", "--project", project, "--json").stdout)
+        assert [f["params"]["delay_s"] for f in listed] == [pytest.approx(0.06)]
+    finally:
+        lab.heal()
+
+
+def test_update_needs_a_fault_and_a_slot_when_several_are_in_force(running: Stack) -> None:
+    project = running.project
+    lab = ComposeLab(project, running.docker)
+    try:
+        none = harness("update", "server", "--delay", "5ms", "--project", project)
+        assert none.returncode == 2 and "no impairment in force" in none.stderr, none.stderr
+        for args in (["--delay", "10ms"], ["--loss", "1%"]):
+            done = harness("impair", "server", *args, "--project", project)
+            assert done.returncode == 0, done.stderr
+        which = harness("update", "server", "--loss", "2%", "--project", project)
+        assert which.returncode == 2 and "--slot" in which.stderr, which.stderr
+        bad = harness("update", "server", "--slot", "1", "--loss", "120%", "--project", project)
+        assert bad.returncode == 2 and "loss must be within" in bad.stderr, bad.stderr
+        done = harness("update", "server", "--slot", "1", "--loss", "2%", "--project", project)
+        assert done.returncode == 0, done.stderr
+        listed = json.loads(harness("faults", "--project", project, "--json").stdout)
+        params = {f["slot"]: f["params"] for f in listed}
+        assert params[0]["delay_s"] == pytest.approx(0.01) and params[0]["loss"] == 0
+        assert params[1]["loss"] == pytest.approx(0.02) and params[1]["delay_s"] == 0
+    finally:
+        lab.heal()
 
 
 @pytest.mark.parametrize(

@@ -12,11 +12,14 @@ import pytest
 from echolab_fault_engine.control import Control, request
 from echolab_fault_engine.engine import Engine
 from echolab_fault_engine.schedule import Schedule
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from harness import cli
 from harness.faults import FaultError, Impairment, netem, nfqueue
-from harness.faults.api import _slot_for
+from harness.faults.api import Applied, _slot_for, impairment_of
 from harness.faults.sidecar import DESCRIPTION, SLOT
+from harness.faults.spec import DISTRIBUTIONS
 
 
 def test_schedule_update_keeps_order_and_validates_all_or_nothing():
@@ -147,3 +150,50 @@ def test_slot_allocation_and_conflicts():
 def test_cli_bad_parameters_exit_2_before_docker_is_touched(capsys, args, message):
     assert cli.main(["impair", "server", *args, "--project", "nowhere"]) == 2
     assert message in capsys.readouterr().err
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    delay_us=st.integers(0, 10_000_000),
+    jitter_share=st.floats(0, 1),
+    correlation=st.floats(0, 1),
+    loss=st.just(0.0) | st.floats(1e-7, 1),  # words keep a millionth of a percent
+    rate=st.none() | st.integers(8, 10**10),
+    distribution=st.sampled_from(DISTRIBUTIONS),
+    seed=st.integers(0, 2**31),
+    keep_order=st.booleans(),
+)
+def test_a_fault_in_force_reads_back_from_its_description_and_words(
+    delay_us, jitter_share, correlation, loss, rate, distribution, seed, keep_order
+):
+    """What the CLI's ``update`` attaches to: describe() -> impairment_of() -> words() -> parse()
+    gives the same impairment (to the microsecond), so only the words given change."""
+    delay = delay_us / 1e6
+    jitter = round(delay * jitter_share, 6)
+    assume(delay or loss or rate is not None)
+    assume(distribution == "uniform" or jitter)
+    original = Impairment(
+        delay=delay,
+        jitter=jitter,
+        correlation=correlation,
+        loss=loss,
+        rate=rate,
+        seed=seed,
+        keep_order=keep_order,
+        distribution=distribution,
+    )
+    described = Applied("nfqueue", original, ["server"], None).describe()
+    found = impairment_of(json.loads(json.dumps(described)))
+    assert found == original
+    again = Impairment.parse(**found.words())
+    assert again.delay == pytest.approx(delay, abs=1e-9)
+    assert again.jitter == pytest.approx(jitter, abs=1e-9)
+    assert again.loss == pytest.approx(loss, abs=1e-8)
+    assert again.correlation == pytest.approx(correlation, abs=1e-8)
+    assert (again.rate, again.seed, again.keep_order) == (rate, seed, keep_order)
+    assert again.distribution == distribution
+
+
+def test_cli_update_says_what_is_missing_before_docker_is_touched(capsys):
+    assert cli.main(["update", "server", "--project", "nowhere"]) == 2
+    assert "nothing to change" in capsys.readouterr().err
