@@ -17,7 +17,7 @@ help:
 	@echo "make clean    remove every container, network and image the project or its tests created"
 	@echo "make bench-startup   50 clients: the harness vs docker compose --scale, side by side"
 	@echo "make bench-container   what the lab costs: the server in its container vs natively"
-	@echo "make fidelity configured vs observed delay, jitter, loss, rate and CPU of each fault backend"
+	@echo "make fidelity configured vs observed delay, jitter, loss, rate and CPU of each fault backend (packets, then the proxy)"
 	@echo "make bench    the server natively on loopback vs seed, uvloop and C epoll servers (gcc, no Docker)"
 
 # The venv is rebuilt when pyproject.toml changes; it holds the harness, the test tools and
@@ -72,3 +72,4 @@ bench-container: images
 fidelity: images
 	$(PY) -m harness images --faults
 	$(PY) benchmarks/fidelity.py
+	$(PY) benchmarks/fidelity_proxy.py

@@ -287,7 +287,8 @@ def bench_rate(lab: Lab, backend: str, rate: str) -> Row:
     }
 
 
-def _cpu_ns(container: Any) -> int:
+def cpu_ns(container: Any) -> int:
+    """CPU time a container has used so far (its cgroup's cpuacct, via the Docker API)."""
     stats = container.stats(stream=False, one_shot=True)
     return int(stats["cpu_stats"]["cpu_usage"]["total_usage"])
 
@@ -300,9 +301,9 @@ def bench_cpu(lab: Lab, backend: str, what: dict[str, str], label: str) -> Row:
         assert sidecar is not None
         run = lab.start_clients(clients, workload)
         time.sleep(1.5)
-        t0, c0 = time.monotonic(), _cpu_ns(sidecar)
+        t0, c0 = time.monotonic(), cpu_ns(sidecar)
         time.sleep(3.0)
-        t1, c1 = time.monotonic(), _cpu_ns(sidecar)
+        t1, c1 = time.monotonic(), cpu_ns(sidecar)
         result = run.wait()
     result.assert_ok()
     cpu = (c1 - c0) / 1e9 / (t1 - t0)
@@ -315,6 +316,16 @@ def bench_cpu(lab: Lab, backend: str, what: dict[str, str], label: str) -> Row:
         "ok": None,
         "cpu_cores": round(cpu, 4),
     }
+
+
+def print_rows(rows: list[Row]) -> None:
+    print(f"{'kind':<8} {'backend':<12} {'configured':<36} {'observed':<56} {'bound':<14} ok")
+    for r in rows:
+        ok = {True: "yes", False: "NO", None: ""}[r["ok"]]
+        print(
+            f"{r['kind']:<8} {r['backend']:<12} {r['configured']:<36} {r['observed']:<56} "
+            f"{r['bound']:<14} {ok}"
+        )
 
 
 def main() -> int:
@@ -357,13 +368,7 @@ def main() -> int:
             if "cpu" in only:
                 rows.append(bench_cpu(lab, backend, {"delay": "1ms"}, "delay 1 ms"))
                 rows.append(bench_cpu(lab, backend, {"rate": "100mbit"}, "rate 100 Mbit/s"))
-    print(f"{'kind':<8} {'backend':<12} {'configured':<36} {'observed':<56} {'bound':<14} ok")
-    for r in rows:
-        ok = {True: "yes", False: "NO", None: ""}[r["ok"]]
-        print(
-            f"{r['kind']:<8} {r['backend']:<12} {r['configured']:<36} {r['observed']:<56} "
-            f"{r['bound']:<14} {ok}"
-        )
+    print_rows(rows)
     engines = [r for r in rows if r["kind"] == "delay"]
     for r in engines:
         e = r.get("engine") or {}
