@@ -159,8 +159,9 @@ class Lab:
         except WaitTimeout as error:
             raise LabError(str(error), self.logs()) from error
 
-    def impair(self, target: str, **params: Any) -> AbstractContextManager[Applied]:
-        """Network faults on ``target`` for the duration of a ``with``: see ``harness.faults``."""
+    def impair(self, target: str | Sequence[str], **params: Any) -> AbstractContextManager[Applied]:
+        """Network faults on ``target`` (``"server"``, a client id, several in a list, or
+        ``"clients"``) for the duration of a ``with``: see ``harness.faults``."""
         from harness.faults import impair  # the fault machinery loads only when used
 
         return impair(self, target, **params)
@@ -171,7 +172,7 @@ class Lab:
 
         return toxic_proxy(self, toxics, **options)  # type: ignore[arg-type]
 
-    def partition(self, target: str) -> list[str]:
+    def partition(self, target: str | Sequence[str]) -> list[str]:
         """Disconnect ``target`` from the lab network (until ``heal``)."""
         from harness.faults.partition import partition
 
@@ -183,7 +184,9 @@ class Lab:
 
         return heal(self)
 
-    def block(self, target: str, direction: str = "ingress") -> AbstractContextManager[list[str]]:
+    def block(
+        self, target: str | Sequence[str], direction: str = "ingress"
+    ) -> AbstractContextManager[list[str]]:
         """Drop ``target``'s packets one way (``ingress`` or ``egress``) inside a ``with``."""
         from harness.faults.partition import block
 

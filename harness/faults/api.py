@@ -10,17 +10,18 @@ engine's control socket, ``tc qdisc change``): no rule or qdisc is re-created, n
 dropped or reordered. Faults stack: a second ``impair`` on the same target (another direction,
 or the same one) takes its own slot and is removed on its own, in any order.
 
-Targets: ``"server"``, a client id (``"c0"``) or ``"clients"`` (every client container of the
-lab that exists now: ``lab.create_clients()`` makes them before they send anything). A lab may
-resolve targets itself (``resolve_target``, e.g. the Compose adapter) and say who owns the
-sidecars (``owner_pid``: 0 for faults that outlive the process, as from the command line).
+Targets: ``"server"``, a client id (``"c0"``), several (``["c0", "c2"]``) or ``"clients"``
+(every client container of the lab that exists now: ``lab.create_clients()`` makes them
+before they send anything). A lab may resolve targets itself (``resolve_target``, e.g. the
+Compose adapter) and say who owns the sidecars (``owner_pid``: 0 for faults that outlive the
+process, as from the command line).
 ``apply`` is the same without the ``with``: the caller removes what it returns.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -143,8 +144,21 @@ class Applied:
             raise FaultError(f"removing the fault: {errors[0]}") from errors[0]
 
 
-def resolve_targets(lab: LabLike, target: str) -> list[Container]:
-    if not isinstance(target, str) or not target:
+Target = str | Sequence[str]
+
+
+def resolve_targets(lab: LabLike, target: Target) -> list[Container]:
+    """The containers ``target`` names: one name, or several (a list: each resolved, in order,
+    each container once); ValueError names the first that is unknown."""
+    if not isinstance(target, str):
+        if not target or not all(isinstance(name, str) for name in target):
+            raise ValueError(f"targets must be a non-empty list of names, got {target!r}")
+        found: dict[str, Container] = {}
+        for name in target:
+            for container in resolve_targets(lab, name):
+                found.setdefault(container.name, container)
+        return list(found.values())
+    if not target:
         raise ValueError(f"target must be 'server', 'clients' or a client id, got {target!r}")
     own = getattr(lab, "resolve_target", None)
     if own is not None:
@@ -154,15 +168,15 @@ def resolve_targets(lab: LabLike, target: str) -> list[Container]:
     extra = {labels.LAB: lab.id, labels.ROLE: "client"}
     if target != "clients":
         extra["org.echolab.client"] = target
-    found = lab.docker.containers.list(filters=labels.project_filter(**extra))
-    if not found:
+    found_now = lab.docker.containers.list(filters=labels.project_filter(**extra))
+    if not found_now:
         which = "no running client" if target == "clients" else f"no running client {target!r}"
         raise ValueError(
             f"unknown target: {which} in lab {lab.id} (targets: 'server', 'clients' or a "
             "running client's id; create clients with lab.create_clients() to impair them "
             "before they start)"
         )
-    return sorted(found, key=lambda c: c.name)
+    return sorted(found_now, key=lambda c: c.name)
 
 
 def sidecars_of(client: DockerClient, target: Container) -> list[Container]:
@@ -200,7 +214,7 @@ def _slot_for(target: Container, existing: list[Container], new: Impairment, bac
 
 def apply(
     lab: LabLike,
-    target: str,
+    target: Target,
     *,
     backend: str | None = None,
     dev: str = "eth0",
@@ -310,7 +324,7 @@ def impairment_of(described: dict[str, Any]) -> Impairment:
 @contextmanager
 def impair(
     lab: LabLike,
-    target: str,
+    target: Target,
     *,
     backend: str | None = None,
     dev: str = "eth0",

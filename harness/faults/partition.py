@@ -28,7 +28,7 @@ import docker.errors
 from docker.models.containers import Container
 
 from harness import labels
-from harness.faults.api import LabLike, resolve_targets
+from harness.faults.api import LabLike, Target, resolve_targets
 from harness.faults.plan import Plan
 from harness.faults.sidecar import Sidecar
 
@@ -46,7 +46,7 @@ def _attached(container: Container, network: str) -> dict[str, object] | None:
     return dict(found) if found is not None else None
 
 
-def partition(lab: LabLike, target: str) -> list[str]:
+def partition(lab: LabLike, target: Target) -> list[str]:
     """Cut ``target`` off the lab network; returns the names of the containers cut off."""
     network = lab.docker.networks.get(lab.id)
     cut = []
@@ -137,7 +137,7 @@ def block_plan(direction: BlockDirection, dev: str = "eth0", tag: str = "") -> P
 
 @contextmanager
 def block(
-    lab: LabLike, target: str, direction: BlockDirection = "ingress", *, dev: str = "eth0"
+    lab: LabLike, target: Target, direction: BlockDirection = "ingress", *, dev: str = "eth0"
 ) -> Iterator[list[str]]:
     """Drop ``target``'s packets one way inside the ``with``; yields the containers blocked.
 

@@ -129,6 +129,26 @@ def test_a_client_impaired_before_its_first_packet(
     _no_sidecars_left(docker_client, lab)
 
 
+def test_several_clients_impaired_by_name_the_others_not(
+    make_lab: MakeLab, sidecar_image: str, docker_client: docker.DockerClient
+) -> None:
+    lab = make_lab(LabSpec(name="several", clients=3, workload=Workload(count=30)))
+    batch = lab.create_clients()
+    with impair(lab, ["c0", "c2", "c0"], delay="20ms") as applied:
+        assert applied.targets == [f"{lab.id}-c0", f"{lab.id}-c2"]  # each once, in order
+        result = batch.run()
+    result.assert_ok()
+    by_id = {c.client: c for c in result.clients}
+    for impaired in ("c0", "c2"):
+        assert 20.0 <= _median(by_id[impaired], skip=0) < 23.0, impaired
+    assert _median(by_id["c1"]) < 5.0
+    with pytest.raises(ValueError, match="c9"):
+        apply(lab, ["server", "c9"], delay="1ms")  # one unknown name: nothing is applied
+    with pytest.raises(ValueError, match="non-empty list"):
+        apply(lab, [], delay="1ms")
+    _no_sidecars_left(docker_client, lab)
+
+
 def test_start_clients_with_before_start_and_host(make_lab: MakeLab, sidecar_image: str) -> None:
     lab = make_lab(LabSpec(name="gate", clients=2, workload=Workload(count=20)))
     seen: list[list[str]] = []
