@@ -42,6 +42,7 @@ def test_server_delay_with_jitter_adds_delay_to_each_round_trip(
         assert [e.seq for e in client.exchanges] == list(range(50))
         median = statistics.median(client.rtts_ms())
         assert 20.0 <= median < 23.0, (client.client, median)
+        assert min(client.rtts_ms()) >= 18.0, client.client  # each >= delay - jitter
     _no_sidecars_left(docker_client, fault_lab)
     # removed means removed: the next run is back to sub-millisecond round trips
     after = fault_lab.run_clients(1)
@@ -50,12 +51,20 @@ def test_server_delay_with_jitter_adds_delay_to_each_round_trip(
 
 
 def test_packet_loss_is_recovered_by_tcp(fault_lab: Lab) -> None:
+    """Nothing is lost at the application; the round trips grow as TCP's recovery predicts:
+    with one request in flight a lost segment has no duplicate ACKs to trigger a fast
+    retransmit, so it waits for the retransmission timeout (>= 200 ms on Linux). About one
+    exchange in ten loses its request or its reply at 5 % each way; the median is untouched."""
     with impair(fault_lab, "server", loss="5%", direction="both", seed=2) as applied:
         result = fault_lab.run_clients()
     result.assert_ok()
-    stats = applied.engine_stats()
+    rtts = [rtt for client in result.clients for rtt in client.rtts_ms()]
+    recovered = [rtt for rtt in rtts if rtt >= 200.0]
+    print(f"{len(recovered)} of {len(rtts)} exchanges waited for a retransmission timeout")
+    assert statistics.median(rtts) < 5.0
+    assert 1 <= len(recovered) <= 0.3 * len(rtts), (len(recovered), len(rtts))
     if applied.backend == "nfqueue":
-        (counted,) = stats.values()
+        (counted,) = applied.engine_stats().values()
         assert counted["dropped"] > 0, counted  # packets really were dropped, and TCP recovered
 
 
