@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import itertools
+import socket
 import statistics
 
 import pytest
-from echolab_fault_engine.engine import Engine
+from echolab_fault_engine.engine import Engine, Stop
 from echolab_fault_engine.schedule import Schedule, spread
+from echolab_fault_engine.spin import Spin
 
 
 def test_fixed_delay():
@@ -130,11 +132,93 @@ def test_engine_never_sleeps_long_enough_for_select_slack_to_pass_its_spin():
     assert engine.next_wait() == IDLE_WAIT_S
     engine.on_packet(FakePacket([], 0))
     assert engine.next_wait() == MAX_WAIT_S
-    assert engine.spin_s > MAX_WAIT_S * 0.001  # select's slack: 0.1 % of its timeout
-    now[0] = 0.49
-    assert engine.next_wait() == pytest.approx(0.5 - 0.49 - 0.0002)
+    for at in (0.46, 0.49, 0.4997):
+        now[0] = at
+        wait = engine.next_wait()
+        # select's slack is 0.1 % of its timeout: even if the kernel takes all of it, the
+        # engine wakes the spin before the deadline, and no earlier
+        assert at + wait * 1.001 + engine.spin.s == pytest.approx(0.5, abs=1e-12)
     now[0] = 0.4999
     assert engine.next_wait() <= 0  # within the spin: poll, do not sleep
+
+
+def test_loop_polls_through_the_spin_and_releases_at_the_deadline():
+    now = [0.0]
+
+    def clock() -> float:  # every read takes a microsecond
+        now[0] += 1e-6
+        return now[0]
+
+    log: list[tuple[str, int]] = []
+
+    class Queue:
+        polls = 0
+
+        def run(self, block: bool) -> None:
+            assert block is False
+            self.polls += 1
+            if log:  # released, and the loop went back to select: done
+                raise Stop
+
+    engine = Engine(Schedule(delay_s=0.0001), spin_s=0.0002, clock=clock)
+    engine.on_packet(FakePacket(log, 0))  # due in 100 us, within the 200 us spin: no sleep
+    queue = Queue()
+    here, there = socket.socketpair()
+    with here, there:
+        there.send(b"x")  # readable: the select after the release returns at once
+        with pytest.raises(Stop):
+            engine.loop(queue, here.fileno())
+    assert log == [("accept", 0)]
+    assert 0.0 <= engine.stats.late_us[0] <= 3.0  # released within a round of its deadline
+    assert 40 < queue.polls < 110  # polled (about one read per clock read) until then
+
+
+def test_spin_learns_a_high_quantile_of_how_late_select_wakes():
+    spin = Spin(0.0002, quantile=0.98, margin_s=5e-6, window=100, every=10, warmup=20)
+    assert spin.s == 0.0002  # until it knows better: the longest
+    for n in range(19):
+        spin.record(30e-6 if n % 10 else 1e-6)
+    assert spin.s == 0.0002  # no estimate before the warm-up
+    spin.record(30e-6)
+    assert spin.s == pytest.approx(35e-6)  # 98th percentile (30 us) + margin
+    for _ in range(100):
+        spin.record(20e-6)
+    assert spin.s == pytest.approx(25e-6)  # the window forgot the old samples
+    for n in range(100):  # 5 % of wakes 150 us late: the spin covers them
+        spin.record(150e-6 if n % 20 == 0 else 20e-6)
+    assert spin.s == pytest.approx(155e-6)
+    for _ in range(100):
+        spin.record(1e-3)  # a busy host: capped at the longest
+    assert spin.s == 0.0002
+    for _ in range(100):
+        spin.record(-2e-6)  # woke before the slack ran out: at least the shortest
+    assert spin.s == spin.shortest_s
+
+
+def test_spin_waits_leave_room_for_the_select_slack_and_can_be_fixed():
+    spin = Spin(0.0002, adaptive=False)
+    for _ in range(1000):
+        spin.record(1e-6)
+    assert spin.s == 0.0002  # fixed: the old behaviour
+    assert spin.wait(0.0102) * 1.001 == pytest.approx(0.01)
+    assert spin.wait(0.0001) < 0
+    assert Spin(0.0).wait(0.0) == 0.0  # no spin: sleep right up to the deadline
+    with pytest.raises(ValueError):
+        Spin(0.0002, quantile=0.0)
+
+
+def test_engine_feeds_select_wake_ups_to_the_spin_and_reports_them():
+    engine = Engine(Schedule(delay_s=0.001), clock=lambda: 0.0)
+    for _ in range(64):
+        engine.woke(0.01, 0.01 * 0.001 + 40e-6)  # 40 us late beyond the 10 us slack
+    summary = engine.summary()
+    assert summary["wakes"] == 64
+    assert summary["wake_late_us_p50"] == pytest.approx(40.0)
+    assert summary["spin_us"] == pytest.approx(55.0)  # the 99th percentile + 15 us
+    fixed = Engine(Schedule(delay_s=0.001), adaptive_spin=False, clock=lambda: 0.0)
+    for _ in range(64):
+        fixed.woke(0.01, 50e-6)
+    assert fixed.summary()["spin_us"] == 200.0 and fixed.summary()["wakes"] == 64
 
 
 def _delays(distribution: str, delay: float = 0.05, jitter: float = 0.005, n: int = 20000):

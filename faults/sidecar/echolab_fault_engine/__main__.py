@@ -67,7 +67,14 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--loss", type=float, default=0.0, help="probability 0..1")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--reorder", action="store_true", help="let jitter reorder packets")
-    run.add_argument("--spin-us", type=int, default=200)
+    run.add_argument(
+        "--spin-us", type=int, default=200, help="the longest poll before a deadline (us)"
+    )
+    run.add_argument(
+        "--fixed-spin",
+        action="store_true",
+        help="always poll --spin-us, do not learn the spin from select's wake-ups",
+    )
     run.add_argument("--max-len", type=int, default=10000, help="packets the kernel may queue")
     run.add_argument(
         "--kernel-clock", action="store_true", help="count the delay from the kernel's stamp"
@@ -103,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         max_len=args.max_len,
         spin_s=args.spin_us / 1e6,
         kernel_clock=args.kernel_clock,
+        adaptive_spin=not args.fixed_spin,
     )
 
 
