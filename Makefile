@@ -7,11 +7,12 @@ PY     := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv images up down test unit lint format clean bench-startup bench fidelity bench-container
+.PHONY: help venv images up down test vm-test unit lint format clean bench-startup bench fidelity bench-container
 
 help:
 	@echo "make up       build what is missing, start the server (Compose), wait until healthy"
-	@echo "make test     the whole suite: lint, unit, native, Compose integration, harness end to end"
+	@echo "make test     the whole suite: lint, unit, native, Compose integration, harness end to end, netem in a VM"
+	@echo "make vm-test  the netem backend's plans in a QEMU virtual machine whose kernel has netem"
 	@echo "make unit     the tests that need no Docker (seconds)"
 	@echo "make down     stop the lab"
 	@echo "make clean    remove every container, network and image the project or its tests created"
@@ -49,15 +50,20 @@ format: venv
 unit: venv
 	$(VENV)/bin/pytest -m "not docker" $(PYTEST_ARGS)
 
-# The tests also need the fault-injection sidecar (about 45 s to build the first time).
+# The tests also need the fault-injection sidecar (about 45 s to build the first time), and
+# run the netem backend's plans in a virtual machine whose kernel has netem (tests/vm: QEMU
+# from Debian if missing, image cached in .cache/netem-vm; about 75 s the first time).
 test: lint
 	$(PY) -m harness images --faults
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	ECHOLAB_VM=1 $(VENV)/bin/pytest $(PYTEST_ARGS)
+
+vm-test: venv
+	ECHOLAB_VM=1 $(VENV)/bin/pytest tests/vm $(PYTEST_ARGS)
 
 clean: venv
 	-$(PY) -m harness down
 	$(PY) -m harness clean --images
-	rm -rf faults/sidecar/vendor .pytest_cache
+	rm -rf faults/sidecar/vendor .pytest_cache .cache
 	rm -f client/vendor/*.whl client/vendor/.python server/vendor/*.whl server/vendor/.python
 
 bench-startup: images

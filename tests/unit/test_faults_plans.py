@@ -129,3 +129,15 @@ def test_preflight_report_prefers_netem_and_refuses_what_cannot_be_done():
     with pytest.raises(FaultUnsupported, match=r"NFQUEUE \(no queue\)"):
         nothing.backend_for(Impairment.parse(loss="1%"))
     assert nothing.backend_for(Impairment.parse(rate="1mbit")) == "nfqueue"
+
+
+def test_netem_keeps_order_under_jitter_unless_told_not_to():
+    """netem's own queue reorders under jitter; a rate far above the link's keeps the order
+    (each packet no earlier than the one before), as the user-space engine does."""
+    kept = netem.netem_args(Impairment.parse(delay="20ms", jitter="5ms"))
+    assert kept[kept.index("rate") + 1] == netem.KEEP_ORDER_RATE
+    loose = netem.netem_args(Impairment.parse(delay="20ms", jitter="5ms", keep_order=False))
+    assert "rate" not in loose
+    assert "rate" not in netem.netem_args(Impairment.parse(delay="20ms"))  # no jitter: in order
+    shaped = netem.netem_args(Impairment.parse(delay="20ms", jitter="5ms", rate="1mbit"))
+    assert shaped.count("rate") == 1  # the user's rate orders packets already
