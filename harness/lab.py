@@ -216,8 +216,8 @@ class Lab:
     ) -> ClientRun:
         """Create and start ``n`` client containers at once; collect them with ``.wait()``.
 
-        Containers are created and started by a pool of ``spec.start_parallelism`` threads: on
-        two cores, starting them all at once is slower than a small pool (moby#42096). ``host``
+        Containers are created and started by a pool of ``spec.start_parallelism`` threads
+        (64: up to 64 at once, as Compose does; measured in benchmarks/startup.py). ``host``
         is the clients' ``ECHO_HOST`` (default: the server). ``before_start(batch)`` runs
         after the containers exist and before any client sends (see ``create_clients``).
         """
