@@ -137,7 +137,7 @@ def main() -> None:
     )
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--pools", default="64", help="harness start pool sizes, e.g. 16,64")
+    parser.add_argument("--pools", default="16", help="harness start pool sizes, e.g. 16,64")
     parser.add_argument("--out", default="results/startup.json")
     args = parser.parse_args()
     pools = [int(p) for p in args.pools.split(",")]

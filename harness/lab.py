@@ -217,7 +217,7 @@ class Lab:
         """Create and start ``n`` client containers at once; collect them with ``.wait()``.
 
         Containers are created and started by a pool of ``spec.start_parallelism`` threads
-        (64: up to 64 at once, as Compose does; measured in benchmarks/startup.py). ``host``
+        (16; why, in ``LabSpec``). ``host``
         is the clients' ``ECHO_HOST`` (default: the server). ``before_start(batch)`` runs
         after the containers exist and before any client sends (see ``create_clients``).
         """
