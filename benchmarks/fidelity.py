@@ -341,6 +341,12 @@ def print_rows(rows: list[Row]) -> None:
         )
 
 
+def write_rows(rows: list[Row], out: str) -> None:
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps(rows, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=300, help="exchanges per delay (at most)")
@@ -391,9 +397,7 @@ def main() -> int:
             f"p90 {e.get('held_us_p90')} us; vs back-to-back baseline: median "
             f"+{r['vs_back_to_back_median_ms']:.3f}, p90 +{r['vs_back_to_back_p90_ms']:.3f} ms"
         )
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(rows, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_rows(rows, args.out)
     return 0
 
 

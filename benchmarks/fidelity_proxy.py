@@ -31,9 +31,8 @@ import json
 import math
 import statistics
 import time
-from pathlib import Path
 
-from fidelity import PROBE, Row, cpu_ns, print_rows, quantile, shift
+from fidelity import PROBE, Row, cpu_ns, print_rows, quantile, shift, write_rows
 
 from harness import Lab, LabSpec, Workload
 from harness.faults.proxy import image as proxy_image
@@ -211,9 +210,7 @@ def main() -> int:
          "observed": "n/a: a TCP proxy cannot drop bytes (use a packet backend)"}
     )  # fmt: skip
     print_rows(rows)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(rows, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_rows(rows, args.out)
     return 0
 
 
