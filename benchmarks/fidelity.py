@@ -123,30 +123,37 @@ def bench_delay(
         idle = probe(lab, n, gap_s=configured / 1e3, spin=spin)  # unimpaired, idle as long
         with impair(lab, "server", delay=delay, backend=backend) as applied:
             impaired = probe(lab, n, spin=spin)
-        stats = next(iter(applied.engine_stats().values()))
-        bound = 0.2 + 0.01 * configured
-        med, p90 = shift(impaired, idle, 0.5), shift(impaired, idle, 0.9)
         rows.append(
             {
-                "kind": "delay",
-                "backend": applied.backend,
-                "configured": f"{configured:g} ms",
-                "observed": f"median +{med:.3f} ms, p90 +{p90:.3f} ms",
-                "bound": f"+-{bound:.2f} ms",
-                "ok": abs(med - configured) <= bound and abs(p90 - configured) <= bound,
-                "n": len(impaired),
-                "median_added_ms": round(med, 3),
-                "p90_added_ms": round(p90, 3),
+                **delay_row(applied.backend, configured, impaired, idle),
                 "vs_back_to_back_median_ms": round(statistics.median(impaired) - base, 3),
                 "vs_back_to_back_p90_ms": round(quantile(impaired, 0.9) - base, 3),
-                "idle_baseline_ms": {
-                    "median": round(statistics.median(idle), 3),
-                    "p90": round(quantile(idle, 0.9), 3),
-                },
-                "engine": stats,
+                "engine": next(iter(applied.engine_stats().values())),
             }
         )
     return rows
+
+
+def delay_row(backend: str, configured: float, impaired: list[float], idle: list[float]) -> Row:
+    """The delay row of any backend: the shift of the median and p90 against the idle-matched
+    baseline, and whether both are within 0.2 ms + 1 % of ``configured`` (ms)."""
+    bound = 0.2 + 0.01 * configured
+    med, p90 = shift(impaired, idle, 0.5), shift(impaired, idle, 0.9)
+    return {
+        "kind": "delay",
+        "backend": backend,
+        "configured": f"{configured:g} ms",
+        "observed": f"median +{med:.3f} ms, p90 +{p90:.3f} ms",
+        "bound": f"+-{bound:.2f} ms",
+        "ok": abs(med - configured) <= bound and abs(p90 - configured) <= bound,
+        "n": len(impaired),
+        "median_added_ms": round(med, 3),
+        "p90_added_ms": round(p90, 3),
+        "idle_baseline_ms": {
+            "median": round(statistics.median(idle), 3),
+            "p90": round(quantile(idle, 0.9), 3),
+        },
+    }
 
 
 def bench_jitter(lab: Lab, backend: str, count: int, spin: bool = False) -> Row:

@@ -31,8 +31,10 @@ import json
 import math
 import statistics
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 
-from fidelity import PROBE, Row, cpu_ns, print_rows, quantile, shift, write_rows
+from fidelity import PROBE, Row, cpu_ns, delay_row, print_rows, write_rows
 
 from harness import Lab, LabSpec, Workload
 from harness.faults.proxy import image as proxy_image
@@ -57,46 +59,32 @@ def latency(ms: float, jitter_ms: float = 0.0) -> ToxicSpec:
     return ToxicSpec("latency", "downstream", {"latency": ms, "jitter": jitter_ms}, name="lat")
 
 
+@contextmanager
+def toxic(proxy: Proxy, spec: ToxicSpec) -> Iterator[None]:
+    """``spec`` in force on ``proxy`` inside the ``with``, removed after it."""
+    proxy.add(spec)
+    try:
+        yield
+    finally:
+        proxy.remove(spec.name)
+
+
 def bench_delay(lab: Lab, proxy: Proxy, delays_ms: list[float], count: int) -> list[Row]:
     rows = []
     for configured in delays_ms:
         n = max(30, min(count, int(15_000 / configured)))  # 500 ms: 30 exchanges, 15 s
         idle = probe(lab, proxy, n, gap_s=configured / 1e3)
-        proxy.add(latency(configured))
-        try:
+        with toxic(proxy, latency(configured)):
             impaired = probe(lab, proxy, n)
-        finally:
-            proxy.remove("lat")
-        bound = 0.2 + 0.01 * configured
-        med, p90 = shift(impaired, idle, 0.5), shift(impaired, idle, 0.9)
-        rows.append(
-            {
-                "kind": "delay",
-                "backend": BACKEND,
-                "configured": f"{configured:g} ms",
-                "observed": f"median +{med:.3f} ms, p90 +{p90:.3f} ms",
-                "bound": f"+-{bound:.2f} ms",
-                "ok": abs(med - configured) <= bound and abs(p90 - configured) <= bound,
-                "n": len(impaired),
-                "median_added_ms": round(med, 3),
-                "p90_added_ms": round(p90, 3),
-                "idle_baseline_ms": {
-                    "median": round(statistics.median(idle), 3),
-                    "p90": round(quantile(idle, 0.9), 3),
-                },
-            }
-        )
+        rows.append(delay_row(BACKEND, configured, impaired, idle))
     return rows
 
 
 def bench_jitter(lab: Lab, proxy: Proxy, count: int) -> Row:
     delay, jitter, gap = 20.0, 5.0, 0.030  # 30 ms idle between exchanges: no chunk waits
     idle = probe(lab, proxy, count, gap_s=gap + delay / 1e3)
-    proxy.add(latency(delay, jitter))
-    try:
+    with toxic(proxy, latency(delay, jitter)):
         impaired = probe(lab, proxy, count, gap_s=gap)
-    finally:
-        proxy.remove("lat")
     expected = jitter / math.sqrt(3)
     observed = statistics.stdev(impaired)
     noise = statistics.stdev(idle)
@@ -120,12 +108,9 @@ def bench_rate(lab: Lab, proxy: Proxy, mbit: float) -> Row:
     size, clients, seconds = 1024, 4, 8.0
     reply = size + 27  # "[" + ctime (24) + "] " + the request
     count = int(bits / 8 / reply * seconds) + 1
-    proxy.add(ToxicSpec("bandwidth", "downstream", {"rate": bits / 8 / 1000}, name="bw"))
-    try:
-        workload = Workload(count=count, size=size, pipeline=64, timeout=600)
+    workload = Workload(count=count, size=size, pipeline=64, timeout=600)
+    with toxic(proxy, ToxicSpec("bandwidth", "downstream", {"rate": bits / 8 / 1000}, name="bw")):
         result = lab.start_clients(clients, workload, host=proxy.host).wait()
-    finally:
-        proxy.remove("bw")
     result.assert_ok()
     per_client = []
     for client in result.clients:
@@ -147,21 +132,16 @@ def bench_rate(lab: Lab, proxy: Proxy, mbit: float) -> Row:
     }
 
 
-def bench_cpu(lab: Lab, proxy: Proxy, toxic: ToxicSpec | None, label: str) -> Row:
+def bench_cpu(lab: Lab, proxy: Proxy, spec: ToxicSpec | None, label: str) -> Row:
     clients, per_client, seconds = 4, 2500.0, 6.0
     workload = Workload(count=int(per_client * seconds), rate=per_client, pipeline=8, timeout=600)
-    if toxic is not None:
-        proxy.add(toxic)
-    try:
+    with toxic(proxy, spec) if spec is not None else nullcontext():
         run = lab.start_clients(clients, workload, host=proxy.host)
-        time.sleep(1.5)
+        time.sleep(1.5)  # a measurement window, timed on purpose: past the clients' start
         t0, c0 = time.monotonic(), cpu_ns(proxy.container)
         time.sleep(3.0)
         t1, c1 = time.monotonic(), cpu_ns(proxy.container)
         result = run.wait()
-    finally:
-        if toxic is not None:
-            proxy.remove(toxic.name)
     result.assert_ok()
     cpu = (c1 - c0) / 1e9 / (t1 - t0)
     return {

@@ -197,10 +197,7 @@ def cmd_update(args: argparse.Namespace) -> int:
 
     params = _fault_words(args)
     if not params:
-        _say(
-            "error: nothing to change: give --delay, --jitter, --correlation, --distribution, "
-            "--loss or --rate"
-        )
+        _say(f"error: nothing to change: give one of {', '.join('--' + w for w in FAULT_WORDS)}")
         return USAGE_ERROR
     try:
         chosen = ComposeLab(args.project).impairments(args.target, args.slot)
@@ -218,14 +215,7 @@ def cmd_update(args: argparse.Namespace) -> int:
 
 def _fault_words(args: argparse.Namespace) -> dict[str, str]:
     """The fault parameters given on the command line, as the user wrote them."""
-    given = {
-        "delay": args.delay,
-        "jitter": args.jitter,
-        "correlation": args.correlation,
-        "distribution": args.distribution,
-        "loss": args.loss,
-        "rate": args.rate,
-    }
+    given = {name: getattr(args, name) for name in FAULT_WORDS}
     return {name: value for name, value in given.items() if value is not None}
 
 
@@ -356,15 +346,13 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+FAULT_WORDS = ("delay", "jitter", "correlation", "distribution", "loss", "rate")
+_FAULT_HELP = {"distribution": "of jitter: uniform (default), normal, pareto, paretonormal"}
+
+
 def _fault_options(command: argparse.ArgumentParser) -> None:
-    command.add_argument("--delay")
-    command.add_argument("--jitter")
-    command.add_argument("--correlation")
-    command.add_argument(
-        "--distribution", help="of jitter: uniform (default), normal, pareto, paretonormal"
-    )
-    command.add_argument("--loss")
-    command.add_argument("--rate")
+    for name in FAULT_WORDS:
+        command.add_argument(f"--{name}", help=_FAULT_HELP.get(name))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -10,12 +10,14 @@ e.g. the server of ``make up``); the fault package knows how, the sweep only ask
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from typing import Any
 
 import docker.errors
 from docker.client import DockerClient
+from docker.models.networks import Network
 
 from harness import labels
 
@@ -79,8 +81,22 @@ def _remove_networks(client: DockerClient, filters: dict[str, list[str]], everyt
             except docker.errors.NotFound:
                 pass
             except docker.errors.APIError as error:  # still in use by a foreign container
-                log.warning("cannot remove network %s: %s", network.name, error)
+                log.warning("cannot remove network %s: %s%s", network.name, error, _why(network))
     return removed
+
+
+def _why(network: Network) -> str:
+    """A hint when dockerd itself is wrong: "active endpoints" with no container attached is
+    an endpoint count that Engine 20.10 leaked (seen here after labs that started dozens of
+    containers at once on a loaded host); only a restart of dockerd recounts it."""
+    with contextlib.suppress(docker.errors.APIError):
+        network.reload()
+        if not network.attrs.get("Containers"):
+            return (
+                " (no container is attached: dockerd leaked this network's endpoint count; "
+                "restarting dockerd clears it, then make clean)"
+            )
+    return ""
 
 
 def remove_lab(client: DockerClient, lab_id: str) -> Swept:

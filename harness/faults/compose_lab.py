@@ -108,12 +108,13 @@ class ComposeLab:
         attached so it can be updated; ValueError if a container holds none, or several and
         no slot says which."""
         chosen = []
+        running = [
+            s
+            for s in self.sidecars()
+            if s.status == "running" and s.labels.get(KIND, "impair") == "impair"
+        ]
         for container in self.resolve_target(target):
-            held = [
-                s
-                for s in self.sidecars(container.name)
-                if s.status == "running" and s.labels.get(KIND, "impair") == "impair"
-            ]
+            held = [s for s in running if s.labels.get(TARGET) == container.name]
             slots = sorted(int(s.labels.get(SLOT, "0")) for s in held)
             if slot is not None:
                 held = [s for s in held if int(s.labels.get(SLOT, "0")) == slot]
