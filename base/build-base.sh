@@ -2,7 +2,8 @@
 # Builds a Debian base image locally when python:3.12-slim cannot be pulled (no registry).
 #   build-base.sh IMAGE[:TAG] [EXTRA,DEBIAN,PACKAGES]
 # The lab's base holds python3 only (the server and client carry no network tools); the fault
-# sidecar's base adds iptables, iproute2 and libnetfilter-queue1 (harness/faults/image.py).
+# engine's base adds iptables, iproute2 and libnetfilter-queue1 (harness/images.py, which also
+# labels the result with the hash of this script and the packages, to rebuild when they change).
 #
 # Why mmdebstrap + docker import: it needs only Debian's package mirror (reachable from the
 # host), not an image registry, and the result is an ordinary image that the Dockerfiles
@@ -33,6 +34,6 @@ mmdebstrap --quiet --variant=minbase --include="$include" \
 docker import \
     --change 'ENV LANG=C.UTF-8 PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1' \
     --change 'CMD ["python3"]' \
-    --change 'LABEL org.echolab.project=echolab org.echolab.role=base' \
+    --change "LABEL org.echolab.project=echolab org.echolab.role=base org.echolab.context=${ECHOLAB_BASE_CONTEXT:-}" \
     "$work/rootfs.tar" "$image" >/dev/null
 echo "build-base: built $image" >&2

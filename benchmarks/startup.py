@@ -31,7 +31,7 @@ from pathlib import Path
 
 import docker
 
-from harness import Lab, LabSpec, Workload, compose, labels, wait_for
+from harness import Lab, LabSpec, Workload, compose, images, labels, session, wait_for
 from harness.waiting import NotReady
 
 OVERRIDE = """services:
@@ -80,8 +80,10 @@ def time_harness(clients: int, pool: int) -> Timing:
 def time_compose(tool: compose.Compose, clients: int, override: Path) -> Timing:
     project = f"echolab-bench-{uuid.uuid4().hex[:8]}"
     base = [*tool.argv, "-f", str(compose.COMPOSE_FILE), "-f", str(override), "-p", project]
-    env = {**os.environ, "ECHOLAB_OWNER_PID": str(os.getpid())}
     client = docker.from_env()
+    # The stack belongs to this process's session: swept if the benchmark dies, however.
+    owner = session.acquire(client, images.tag_for(client, "client"))
+    env = {**os.environ, "ECHOLAB_SESSION": owner}
 
     def healthy() -> None:
         found = client.containers.list(

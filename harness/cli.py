@@ -1,7 +1,7 @@
 """``python -m harness``: the lab from the command line (what the Makefile calls).
 
-images   build the base (if needed), the server and the client images
-up       start the Compose stack and wait until the server is healthy
+images   build every image that is missing or stale: bases, server, client, fault engine, proxy
+up       start the Compose stack and wait until the server is healthy (--engine swarm: on Swarm)
 run      an ephemeral lab: N client containers, every reply checked, results as JSON lines
 down     stop the Compose stack (its faults healed first)
 clean    remove every container, network (and with --images, image) the project created
@@ -9,6 +9,7 @@ impair   a network fault on the running Compose lab (stays until heal): delay, j
 update   change a fault in force on the Compose lab while traffic flows (same units as impair)
 heal     remove the Compose lab's faults (of one target, or all)
 faults   list the faults in force on the Compose lab, with their parameters
+experiment  run a declared experiment (TOML) and report it: ``experiment run FILE``, ``report DIR``
 """
 
 from __future__ import annotations
@@ -18,16 +19,27 @@ import json
 import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import FrameType
+from typing import Any, Final, TypedDict
 
 import docker
 
-from harness import compose, images, sweep
-from harness.lab import Lab, LabError
+from harness import compose, images, labels, sweep
+from harness.compose_lab import ComposeLab
+from harness.containers import name_of
+from harness.errors import ConfigError, EcholabError, FaultUnsupported, LabError
+from harness.experiment import cli as experiments
+from harness.faults import impair as impairs
+from harness.faults.capabilities import BACKENDS
+from harness.faults.model import Impairment, parse_distribution
+from harness.faults.sidecar import Sidecar
+from harness.lab import Lab
 from harness.spec import LabSpec, ServerSpec, Workload
-from harness.waiting import NotReady, WaitTimeout, wait_for
+from harness.swarm import api, cluster, teardown
+from harness.swarm.lab import SwarmLab
+from harness.waiting import NotReady, wait_for
 
 PROJECT = "echolab"
 
@@ -46,23 +58,13 @@ def _sigterm_is_interrupt() -> None:
 
 
 def cmd_images(args: argparse.Namespace) -> int:
-    base = images.build_all(say=_say)
-    _say(f"images ready: {images.SERVER_IMAGE}, {images.CLIENT_IMAGE} (base {base})")
-    if args.faults:
-        from harness.faults import image as fault_image
-        from harness.faults.proxy import image as proxy_image
-
-        _say(f"fault sidecar ready: {fault_image.build(say=_say)}")
-        _say(f"fault proxy ready: {proxy_image.build(say=_say)}")
+    built = images.ensure_all(say=_say, force=args.force)
+    _say(f"images ready: {', '.join(built.values())}")
     return 0
 
 
 def cmd_preflight(args: argparse.Namespace) -> int:
-    from harness.faults import image as fault_image
-    from harness.faults import preflight
-
-    client = docker.from_env()
-    report = preflight(client, fault_image.build(client, say=_say))
+    report = impairs.report(docker.from_env())
     print(json.dumps(report.as_dict(), indent=2) if args.json else report)
     return 0
 
@@ -81,15 +83,67 @@ def _server_health(project: str) -> str:
     if state["Status"] in ("exited", "dead"):
         raise LabError(
             f"server exited with {state['ExitCode']}",
-            {found[0].name: found[0].logs(tail=30).decode()},
+            {name_of(found[0]): found[0].logs(tail=30).decode()},
         )
     health = state.get("Health", {}).get("Status", "none")
     if health != "healthy":
         raise NotReady(f"health={health}")
-    return found[0].name
+    return name_of(found[0])
+
+
+SWARM_LAB = "swarm-echolab"  # the lab id of `up --engine swarm`: one per swarm, the user's
+
+
+def cmd_up_swarm(args: argparse.Namespace) -> int:
+    """The lab on the swarm this engine manages, or on a single-node swarm made for it (and
+    left by ``down --engine swarm``): kept running, owned by the user, like ``make up``."""
+    client = docker.from_env()
+    if cluster.is_manager(client) and api.services(client, {"label": f"{labels.LAB}={SWARM_LAB}"}):
+        _say(f"the swarm lab {SWARM_LAB} is already up (make down ENGINE=swarm stops it)")
+        return 0
+    made = cluster.init(client, labels.USER)
+    if made:
+        _say("made a single-node swarm (advertised on 127.0.0.1); `down --engine swarm` leaves it")
+    lab = SwarmLab(
+        LabSpec(name="echolab"),
+        client,
+        replicas=args.replicas,
+        endpoint_mode=args.endpoint_mode,
+        lab_id=SWARM_LAB,
+        owner=labels.USER,
+    )
+    try:
+        lab.start()
+    except BaseException:
+        if made:
+            cluster.leave(client)
+        raise
+    print(
+        f"echolab is up on Swarm: service {lab.service_name('server')} ({args.replicas} task(s), "
+        f"endpoint mode {lab.endpoint_mode}) on the overlay {lab.network}, images from "
+        f"{lab.references['server'].split('/')[0]}, a fault agent on every node.\n"
+        f"  talk to it:   docker run --rm -it --network {lab.network} "
+        f"{images.CLIENT_IMAGE}\n"
+        f"  stop it:      make down ENGINE=swarm"
+    )
+    return 0
+
+
+def cmd_down_swarm(args: argparse.Namespace) -> int:
+    client = docker.from_env()
+    if cluster.state(client) == "active":
+        teardown.remove_lab(client, SWARM_LAB)
+    else:  # no swarm: only what a crash may have left (the registry, containers)
+        sweep.remove_lab(client, SWARM_LAB)
+    if cluster.leave_if_ours(client, labels.USER):
+        _say("left the single-node swarm `up --engine swarm` made (docker_gwbridge removed)")
+    return 0
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    if args.engine == "swarm":
+        return cmd_up_swarm(args)
+    images.ensure_all(names=images.LAB_IMAGES, say=_say)  # compose.yaml names these tags
     tool = compose.detect()
     _say(f"starting the lab with {tool} (Compose {tool.version}), project {args.project}")
     subprocess.run(tool.command(args.project, "up", "-d", "--no-build", "server"), check=True)
@@ -109,8 +163,8 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    from harness.faults.compose_lab import ComposeLab
-
+    if args.engine == "swarm":
+        return cmd_down_swarm(args)
     healed = ComposeLab(args.project).heal()  # sidecars hold the server's network namespace
     if healed:
         _say(f"healed {len(healed)} fault(s): {', '.join(healed)}")
@@ -123,7 +177,12 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_clean(args: argparse.Namespace) -> int:
-    swept = sweep.sweep(docker.from_env(), everything=True, images=args.images)
+    client = docker.from_env()
+    if cluster.is_manager(client):  # services first: Swarm would restart their containers
+        for service in api.services(client, {"label": labels.project_filter()["label"]}):
+            api.remove_service(client, service["ID"])
+        teardown.remove_lab(client, SWARM_LAB)
+    swept = sweep.sweep(client, everything=True, images=args.images)
     _say(f"removed {swept}")
     return 0
 
@@ -137,8 +196,13 @@ def cmd_run(args: argparse.Namespace) -> int:
             pipeline=args.pipeline,
             rate=args.rate,
             timeout=args.timeout,
+            connections=args.connections,
         ),
-        server=ServerSpec(framing=args.framing),
+        # sized to what was asked for: the server's own default limit is for strangers
+        server=ServerSpec(
+            framing=args.framing,
+            max_connections=max(ServerSpec.max_connections, args.clients * args.connections),
+        ),
     )
     with Lab(spec) as lab:
         _say(f"lab {lab.id}: server healthy; starting {spec.clients} client(s)")
@@ -167,24 +231,17 @@ USAGE_ERROR = 2
 
 def cmd_impair(args: argparse.Namespace) -> int:
     """Validate everything (parameters, target, host) before anything changes; exit 2 if bad."""
-    from harness.faults import FaultUnsupported, Impairment, apply
-    from harness.faults.compose_lab import ComposeLab
-
-    params = {**_fault_words(args), "direction": args.direction, "seed": args.seed}
     lab = ComposeLab(args.project)
     try:
-        Impairment.parse(**params)
-        lab.resolve_target(args.target)
-    except ValueError as error:
-        _say(f"error: {error}")
-        return USAGE_ERROR
-    try:
-        applied = apply(lab, args.target, backend=args.backend, **params)
-    except (ValueError, FaultUnsupported) as error:
+        impairment = Impairment.parse(
+            **_fault_words(args), direction=args.direction, seed=args.seed
+        )
+        applied = impairs.apply(lab, args.target, impairment, backend=args.backend)
+    except (ConfigError, FaultUnsupported) as error:
         _say(f"error: {error}")
         return USAGE_ERROR
     described = applied.describe()
-    names = [s.container.name for s in applied.sidecars if s.container is not None]
+    names = [s.container.name for s in applied.sidecars if isinstance(s, Sidecar) and s.container]
     print(json.dumps({**described, "sidecars": names}) if args.json else _one_fault(described))
     _say(f"in force until `python -m harness heal {args.target} --project {args.project}`")
     return 0
@@ -193,8 +250,6 @@ def cmd_impair(args: argparse.Namespace) -> int:
 def cmd_update(args: argparse.Namespace) -> int:
     """Change the impairment in force on a target in place (the engine's rules and held
     packets stay); every target is checked before any changes, exit 2 if a check fails."""
-    from harness.faults.compose_lab import ComposeLab
-
     params = _fault_words(args)
     if not params:
         _say(f"error: nothing to change: give one of {', '.join('--' + w for w in FAULT_WORDS)}")
@@ -203,41 +258,63 @@ def cmd_update(args: argparse.Namespace) -> int:
         chosen = ComposeLab(args.project).impairments(args.target, args.slot)
         for applied in chosen:
             applied.check(**params)
-    except ValueError as error:
+    except ConfigError as error:
         _say(f"error: {error}")
         return USAGE_ERROR
     for applied in chosen:
-        applied.update(**params)
+        distribution = params.get("distribution")  # valid: checked above
+        applied.update(
+            delay=params.get("delay"),
+            jitter=params.get("jitter"),
+            correlation=params.get("correlation"),
+            distribution=None if distribution is None else parse_distribution(distribution),
+            loss=params.get("loss"),
+            rate=params.get("rate"),
+        )
         described = applied.describe()
         print(json.dumps(described) if args.json else _one_fault(described))
     return 0
 
 
-def _fault_words(args: argparse.Namespace) -> dict[str, str]:
+class FaultWords(TypedDict, total=False):
     """The fault parameters given on the command line, as the user wrote them."""
-    given = {name: getattr(args, name) for name in FAULT_WORDS}
-    return {name: value for name, value in given.items() if value is not None}
+
+    delay: str
+    jitter: str
+    correlation: str
+    distribution: str
+    loss: str
+    rate: str
 
 
-def _one_fault(d: dict[str, object]) -> str:
+def _fault_words(args: argparse.Namespace) -> FaultWords:
+    """The fault parameters given on the command line, as the user wrote them."""
+    words: FaultWords = {}
+    for name in FAULT_WORDS:
+        value = getattr(args, name)
+        if value is not None:
+            words[name] = value
+    return words
+
+
+def _one_fault(d: Mapping[str, Any]) -> str:
+    """One line for a fault as ``describe`` gives it (JSON from the sidecar's note)."""
     parts = []
     if d.get("delay_s") or d.get("jitter_s"):
-        parts.append(f"delay {float(d['delay_s']) * 1e3:g}ms ± {float(d['jitter_s']) * 1e3:g}ms")  # type: ignore[arg-type]
+        parts.append(f"delay {float(d['delay_s']) * 1e3:g}ms ± {float(d['jitter_s']) * 1e3:g}ms")
     if d.get("loss"):
-        parts.append(f"loss {float(d['loss']) * 100:g}%")  # type: ignore[arg-type]
+        parts.append(f"loss {float(d['loss']) * 100:g}%")
     if d.get("rate_bit_s"):
-        parts.append(f"rate {int(d['rate_bit_s']) / 1e6:g}mbit")  # type: ignore[call-overload]
+        parts.append(f"rate {int(d['rate_bit_s']) / 1e6:g}mbit")
     targets = d.get("targets")
     where = ", ".join(targets) if isinstance(targets, list) else d.get("target")
     return f"{where}: {', '.join(parts)} on {d.get('direction')} ({d.get('backend')})"
 
 
 def cmd_heal(args: argparse.Namespace) -> int:
-    from harness.faults.compose_lab import ComposeLab
-
     try:
         removed = ComposeLab(args.project).heal(args.target)
-    except ValueError as error:
+    except ConfigError as error:
         _say(f"error: {error}")
         return USAGE_ERROR
     _say(f"removed {len(removed)} fault(s)" + (f": {', '.join(removed)}" if removed else ""))
@@ -245,8 +322,6 @@ def cmd_heal(args: argparse.Namespace) -> int:
 
 
 def cmd_faults(args: argparse.Namespace) -> int:
-    from harness.faults.compose_lab import ComposeLab
-
     listed = ComposeLab(args.project).faults()
     if args.json:
         print(json.dumps(listed, indent=2))
@@ -254,11 +329,15 @@ def cmd_faults(args: argparse.Namespace) -> int:
     if not listed:
         print(f"no fault in force on project {args.project}")
     for entry in listed:
-        engine = entry.get("engine", {})
-        counted = (
-            f"  [seen {engine['seen']}, dropped {engine['dropped']}]" if "seen" in engine else ""
-        )
-        print(f"{entry['sidecar']} slot {entry['slot']}: {_one_fault(entry['params'])}{counted}")
+        where = f"{entry['sidecar']} slot {entry['slot']}"
+        if entry["state"] != "running":
+            print(f"{where}: {entry['why']}")
+        elif entry["kind"] == "block":
+            print(f"{where}: {entry['target']}: block {entry['params'].get('direction')}")
+        else:
+            engine = entry.get("engine", {})
+            counted = f"  [seen {engine['seen']}, dropped {engine['dropped']}]" if engine else ""
+            print(f"{where}: {_one_fault(entry['params'])}{counted}")
     return 0
 
 
@@ -270,10 +349,8 @@ def parser() -> argparse.ArgumentParser:
     )
     sub = top.add_subparsers(dest="command", required=True)
 
-    built = sub.add_parser("images", help="build the lab's images (base too, if missing)")
-    built.add_argument(
-        "--faults", action="store_true", help="also the fault sidecar and proxy images"
-    )
+    built = sub.add_parser("images", help="build every image that is missing or stale")
+    built.add_argument("--force", action="store_true", help="rebuild even what is current")
     built.set_defaults(func=cmd_images)
 
     check = sub.add_parser("preflight", help="which network faults this host can apply, and how")
@@ -283,10 +360,19 @@ def parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="start the Compose lab and wait until the server is healthy")
     up.add_argument("--project", default=PROJECT)
     up.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for health")
+    _engine_option(up)
+    up.add_argument("--replicas", type=int, default=1, help="server tasks (--engine swarm)")
+    up.add_argument(
+        "--endpoint-mode",
+        choices=("vip", "dnsrr"),
+        default=None,
+        help="the server service's (--engine swarm; default: vip where the kernel has IPVS)",
+    )
     up.set_defaults(func=cmd_up)
 
     down = sub.add_parser("down", help="stop the Compose lab")
     down.add_argument("--project", default=PROJECT)
+    _engine_option(down)
     down.set_defaults(func=cmd_down)
 
     clean = sub.add_parser(
@@ -297,10 +383,13 @@ def parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run N clients in an ephemeral lab and check every reply")
     run.add_argument("--clients", type=int, default=10)
-    run.add_argument("--count", type=int, default=100, help="messages per client")
+    run.add_argument(
+        "--connections", type=int, default=1, help="connections per client, each its own seqs"
+    )
+    run.add_argument("--count", type=int, default=100, help="messages per connection")
     run.add_argument("--size", type=int, default=64, help="bytes per message, newline included")
-    run.add_argument("--pipeline", type=int, default=1, help="requests outstanding per client")
-    run.add_argument("--rate", type=float, default=None, help="messages per second per client")
+    run.add_argument("--pipeline", type=int, default=1, help="requests outstanding per connection")
+    run.add_argument("--rate", type=float, default=None, help="messages per second per connection")
     run.add_argument("--framing", choices=("line", "raw"), default="line")
     run.add_argument("--timeout", type=float, default=120.0, help="seconds a client may take")
     run.add_argument("--out", help="write every exchange as JSON lines to this file")
@@ -316,7 +405,9 @@ def parser() -> argparse.ArgumentParser:
     _fault_options(hurt)
     hurt.add_argument("--direction", default="egress", help="egress (default), ingress or both")
     hurt.add_argument("--seed", type=int, default=0)
-    hurt.add_argument("--backend", choices=("netem", "nfqueue"), default=None)
+    hurt.add_argument(
+        "--backend", choices=tuple(BACKENDS), default=None, help="default: the host's best"
+    )
     hurt.add_argument("--project", default=PROJECT)
     hurt.add_argument("--json", action="store_true")
     hurt.set_defaults(func=cmd_impair)
@@ -343,11 +434,22 @@ def parser() -> argparse.ArgumentParser:
     listed.add_argument("--project", default=PROJECT)
     listed.add_argument("--json", action="store_true")
     listed.set_defaults(func=cmd_faults)
+
+    experiments.add_parser(sub)
     return top
 
 
-FAULT_WORDS = ("delay", "jitter", "correlation", "distribution", "loss", "rate")
+FAULT_WORDS: Final = ("delay", "jitter", "correlation", "distribution", "loss", "rate")
 _FAULT_HELP = {"distribution": "of jitter: uniform (default), normal, pareto, paretonormal"}
+
+
+def _engine_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--engine",
+        choices=("compose", "swarm"),
+        default="compose",
+        help="compose (one machine, the default) or swarm (services on a swarm)",
+    )
 
 
 def _fault_options(command: argparse.ArgumentParser) -> None:
@@ -360,7 +462,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _sigterm_is_interrupt()
     try:
         return int(args.func(args))
-    except (LabError, WaitTimeout, ValueError, RuntimeError) as error:
+    except EcholabError as error:
         _say(f"error: {error}")
         return 1
     except subprocess.CalledProcessError as error:

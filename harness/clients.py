@@ -9,33 +9,94 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from docker.client import DockerClient
 from docker.models.containers import Container
 
+from harness import labels
+from harness.containers import name_of, output_of
 from harness.errors import LabError
-from harness.results import RunResult
+from harness.results import ClientResult, RunResult, read_client_output
 from harness.spec import Workload
 from harness.waiting import NotReady, WaitTimeout, wait_for
 
-if TYPE_CHECKING:
-    from harness.lab import Lab
-
 GATE_FILE = "/tmp/echolab-go"
-# argv: [-c, entrypoint..., command...]; polls every 5 ms (cheap), then becomes the client.
+# argv: [-c, entrypoint..., command...]. A client run as ``python3 -m MODULE``, as the lab's is,
+# has its module imported while the gate is shut, so that opening it starts the sending at
+# once, not after the interpreter's imports (a second or more on a loaded host: a fault
+# scheduled from the release would otherwise act before the first message). Polls every 5 ms.
 GATE_SCRIPT = (
-    "import os, sys, time\n"
+    "import importlib, os, runpy, sys, time\n"
+    "argv = sys.argv[1:]\n"
+    "python_m = len(argv) > 2 and argv[0].startswith('python') and argv[1] == '-m'\n"
+    "module = argv[2] if python_m else None\n"
+    "if module:\n"
+    "    importlib.import_module(module + '.__main__')\n"
     f"while not os.path.exists({GATE_FILE!r}):\n"
     "    time.sleep(0.005)\n"
-    "os.execvp(sys.argv[1], sys.argv[1:])\n"
+    "if module is None:\n"
+    "    os.execvp(argv[0], argv)\n"
+    "sys.argv = [module, *argv[3:]]\n"
+    "runpy.run_module(module, run_name='__main__', alter_sys=True)\n"
 )
+
+
+class ClientHost(Protocol):
+    """What client batches need of their lab (``Lab`` is one)."""
+
+    collected_logs: dict[str, str]  # the stderr of clients collected (and removed) so far
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def docker(self) -> DockerClient: ...
+
+    @property
+    def parallelism(self) -> int:
+        """How many containers to start, release or collect at once."""
+        ...
+
+    def logs(self, tail: int = 200) -> dict[str, str]: ...
+
+
+def running(client: DockerClient, lab_id: str, names: set[str]) -> list[str]:
+    """Which of ``names`` still run. The low-level listing: the high-level one inspects each
+    container, and another batch of this lab being removed meanwhile would 404."""
+    listed = client.api.containers(
+        all=True, filters=labels.project_filter(**{labels.LAB: lab_id, labels.ROLE: "client"})
+    )
+    found = {name.lstrip("/"): c["State"] for c in listed for name in c["Names"]}
+    return [
+        name for name, state in found.items() if name in names and state not in ("exited", "dead")
+    ]
+
+
+def collect(lab: ClientHost, containers: list[Container]) -> list[ClientResult]:
+    """Read each finished client's output into records, then remove the container."""
+
+    def one(container: Container) -> ClientResult:
+        container.reload()
+        exit_code = int(container.attrs["State"]["ExitCode"])
+        stdout = container.logs(stdout=True, stderr=False).decode("utf-8", "replace")
+        stderr = container.logs(stdout=False, stderr=True).decode("utf-8", "replace")
+        name = name_of(container)
+        lab.collected_logs[name] = stderr
+        container.remove(force=True)
+        return read_client_output(
+            container.labels.get(labels.CLIENT, name), name, exit_code, stdout, stderr
+        )
+
+    with ThreadPoolExecutor(lab.parallelism, thread_name_prefix="lab-collect") as pool:
+        return list(pool.map(one, containers))
 
 
 class ClientRun:
     """Client containers that were started and are not collected yet (see ``Lab.start_clients``)."""
 
     def __init__(
-        self, lab: Lab, containers: list[Container], workload: Workload, start_s: float
+        self, lab: ClientHost, containers: list[Container], workload: Workload, start_s: float
     ) -> None:
         self._lab = lab
         self.containers = containers
@@ -46,12 +107,12 @@ class ClientRun:
     def wait(self, timeout: float | None = None) -> RunResult:
         """Wait until every client exited, collect its records, remove it."""
         deadline = timeout if timeout is not None else self.workload.timeout + 30.0
-        names = {c.name for c in self.containers}
+        names = {name_of(c) for c in self.containers}
 
         def all_exited() -> None:
-            running = self._lab.running_clients(names)
-            if running:
-                raise NotReady(f"{len(running)}/{len(names)} clients still running")
+            running_now = running(self._lab.docker, self._lab.id, names)
+            if running_now:
+                raise NotReady(f"{len(running_now)}/{len(names)} clients still running")
 
         try:
             wait_for(
@@ -62,7 +123,7 @@ class ClientRun:
             )
         except WaitTimeout as error:
             raise LabError(str(error), self._lab.logs()) from error
-        results = self._lab.collect(self.containers)
+        results = collect(self._lab, self.containers)
         return RunResult(
             lab=self._lab.id,
             workload=self.workload,
@@ -76,7 +137,7 @@ class ClientBatch:
     """Client containers made but not yet sending (see ``Lab.create_clients``): impair them,
     then ``.start()``."""
 
-    def __init__(self, lab: Lab, containers: list[Container], workload: Workload) -> None:
+    def __init__(self, lab: ClientHost, containers: list[Container], workload: Workload) -> None:
         self._lab = lab
         self.containers = containers
         self.workload = workload
@@ -84,7 +145,7 @@ class ClientBatch:
 
     @property
     def ids(self) -> list[str]:
-        return [c.labels.get("org.echolab.client", c.name) for c in self.containers]
+        return [c.labels.get(labels.CLIENT, name_of(c)) for c in self.containers]
 
     def start(self) -> ClientRun:
         """Open every gate (at once, from the lab's pool); collect them with ``.wait()``."""
@@ -95,14 +156,13 @@ class ClientBatch:
         def release(container: Container) -> None:
             code, output = container.exec_run(["touch", GATE_FILE])
             if code != 0:
+                text = output_of(output).decode(errors="replace")
                 raise LabError(
-                    f"cannot start client {container.name}: {output.decode(errors='replace')}",
+                    f"cannot start client {container.name}: {text}",
                     self._lab.logs(),
                 )
 
-        with ThreadPoolExecutor(
-            self._lab.spec.start_parallelism, thread_name_prefix="lab-release"
-        ) as pool:
+        with ThreadPoolExecutor(self._lab.parallelism, thread_name_prefix="lab-release") as pool:
             list(pool.map(release, self.containers))
         self.started = ClientRun(self._lab, self.containers, self.workload, 0.0)
         self.started.start_s = time.monotonic() - began

@@ -16,8 +16,10 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-COMPOSE_FILE = ROOT / "compose.yaml"
+from harness import paths
+from harness.errors import SetupError
+
+COMPOSE_FILE = paths.COMPOSE_FILE
 
 
 @dataclass(frozen=True)
@@ -123,7 +125,7 @@ def as_plugin(tool: Compose, config_dir: Path) -> Compose:
     argv = plugin_argv(config_dir)
     version = _version(argv)
     if version != tool.version:
-        raise RuntimeError(
+        raise SetupError(
             f"{shlex.join(argv)} version answered {version!r}, not {tool.version} of "
             f"{tool.argv[0]}: the docker CLI did not take it as its compose plugin"
         )
@@ -168,4 +170,4 @@ def detect() -> Compose:
         if version:
             return Compose(tuple(argv), version)
     names = ", ".join(shlex.join(argv) for argv in tried)
-    raise RuntimeError(f"no Docker Compose found (tried {names}); install Compose v2 or v1")
+    raise SetupError(f"no Docker Compose found (tried {names}); install Compose v2 or v1")

@@ -6,7 +6,8 @@ when start-up itself fails. Several labs run at once without clashing: names, ne
 alias are all scoped by the lab id, and no port is published.
 
 Clients can be made before they run (``create_clients``, see ``harness.clients``), so that
-faults hold from their first packet.
+faults hold from their first packet. Faults (``impair``, ``block``, ``partition``, ``proxy``)
+are ``harness.faults``'; this is the facade that puts them on the lab.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any, Literal
 
 import docker
 import docker.errors
@@ -27,42 +28,65 @@ from docker.client import DockerClient
 from docker.models.containers import Container
 from docker.models.networks import Network
 
-from harness import labels, sweep
+from harness import containers, images, labels, session, sweep
 from harness.clients import GATE_SCRIPT, ClientBatch, ClientRun
-from harness.errors import LabError
-from harness.results import ClientResult, RunResult, read_client_output
-from harness.spec import LabSpec, Workload
+from harness.containers import HARDENING, name_of, output_of
+from harness.errors import ConfigError, LabError
+from harness.faults import block as blocks
+from harness.faults import impair as impairs
+from harness.faults import partition as partitions
+from harness.faults.block import BlockDirection
+from harness.faults.impair import Applied
+from harness.faults.model import Direction, Distribution, Impairment
+from harness.faults.proxy import Proxy, ToxicLike, toxic_proxy
+from harness.faults.target import Target
+from harness.results import ClientResult, RunResult
+from harness.spec import SERVER_ALIAS, LabSpec, Workload, check_capacity
+from harness.swarm.lab import SwarmLab
 from harness.waiting import NotReady, WaitTimeout, wait_for
 
-if TYPE_CHECKING:
-    from harness.faults import Applied
-    from harness.faults.proxy.api import Proxy
-
 log = logging.getLogger(__name__)
-
-SERVER_ALIAS = "server"
 HEALTH_PROBE = ["python3", "-m", "echo_server.healthcheck"]
-# Hardening that costs nothing: what compose.yaml applies to the same images.
-_HARDENING: dict[str, object] = {
-    "read_only": True,
-    "cap_drop": ["ALL"],
-    "security_opt": ["no-new-privileges:true"],
-    "tmpfs": {"/tmp": "size=16m"},
-}
+
+
+Engine = Literal["docker", "swarm"]
 
 
 class Lab:
-    """One server and its clients on a private, internal network (see ``LabSpec``)."""
+    """One server and its clients on a private, internal network (see ``LabSpec``).
 
-    def __init__(self, spec: LabSpec | None = None, client: DockerClient | None = None) -> None:
+    ``Lab(spec, engine="swarm")`` is the same lab on the swarm this engine manages: a
+    ``harness.swarm.lab.SwarmLab`` (services, a lab registry, faults through each node's agent),
+    with the same calls to start, run and collect clients, impair, and check. Typed as ``Lab``;
+    what only a swarm has (``kill_server_task``, ``tasks``) is ``SwarmLab``'s."""
+
+    def __new__(
+        cls,
+        spec: LabSpec | None = None,
+        client: DockerClient | None = None,
+        engine: Engine = "docker",
+    ) -> Any:
+        if engine == "swarm":
+            return SwarmLab(spec, client)
+        if engine != "docker":
+            raise ConfigError(f"engine must be 'docker' or 'swarm', got {engine!r}")
+        return super().__new__(cls)
+
+    def __init__(
+        self,
+        spec: LabSpec | None = None,
+        client: DockerClient | None = None,
+        engine: Engine = "docker",
+    ) -> None:
         self.spec = spec or LabSpec()
         self.id = f"{self.spec.name}-{uuid.uuid4().hex[:8]}"
         self._client = client
         self._network: Network | None = None
         self._server: Container | None = None
         self._client_count = 0
+        self._session: str | None = None  # this process's, once start() acquired its lease
         self._count_lock = threading.Lock()
-        self._collected_logs: dict[str, str] = {}
+        self.collected_logs: dict[str, str] = {}
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -85,15 +109,33 @@ class Lab:
     ) -> None:
         self.close()
 
+    @property
+    def session(self) -> str | None:
+        """What this lab creates belongs to this process's session (``harness.session``: swept
+        once the process is gone, wherever it ran)."""
+        return None
+
+    @property
+    def network(self) -> str:
+        return self.id
+
+    @property
+    def parallelism(self) -> int:
+        return self.spec.start_parallelism
+
     def start(self) -> None:
+        """Build what is missing or stale, make the network, start the server, wait until it
+        answers a real exchange; on any failure remove everything made so far."""
         try:
             sweep.sweep(self.docker, everything=False)
-            self._require_images()
+            self._ensure_images()
+            # The lease first: what carries this session is an orphan while none runs.
+            self._session = session.acquire(self.docker, self.spec.client_image)
             self._network = self.docker.networks.create(
                 self.id, driver="bridge", internal=True, labels=self._labels("network")
             )
             self._server = self._create_server()
-            self._server.start()
+            containers.start(self._server)
             self.wait_server_healthy()
         except BaseException:
             self.close()
@@ -114,12 +156,13 @@ class Lab:
         return self._server
 
     def _create_server(self) -> Container:
+        backlog = self.spec.backlog
         return self.docker.containers.create(
             self.spec.server_image,
             name=f"{self.id}-server",
             hostname=SERVER_ALIAS,
-            environment=self.spec.server.environment(),
-            labels=self._labels("server"),
+            environment={**self.spec.server.environment(), "ECHO_BACKLOG": str(backlog)},
+            labels={**self._labels("server"), labels.ALIASES: SERVER_ALIAS},
             network=self.id,
             networking_config={
                 self.id: self.docker.api.create_endpoint_config(aliases=[SERVER_ALIAS])
@@ -131,7 +174,9 @@ class Lab:
             healthcheck={"test": ["NONE"]},
             mem_limit="256m",
             pids_limit=256,
-            **_HARDENING,
+            ulimits=containers.file_limit("server", self.spec.server.max_connections),
+            sysctls={"net.core.somaxconn": str(backlog)},
+            **HARDENING,
         )
 
     def wait_server_healthy(self, timeout: float | None = None) -> None:
@@ -154,7 +199,7 @@ class Lab:
             except docker.errors.APIError as error:  # stopped between reload and exec
                 raise NotReady(f"probe not run: {error.explanation or error}") from error
             if code != 0:
-                raise NotReady(f"probe: {output.decode(errors='replace').strip()}")
+                raise NotReady(f"probe: {output_of(output).decode(errors='replace').strip()}")
 
         try:
             wait_for(
@@ -165,38 +210,82 @@ class Lab:
         except WaitTimeout as error:
             raise LabError(str(error), self.logs()) from error
 
-    def impair(self, target: str | Sequence[str], **params: Any) -> AbstractContextManager[Applied]:
-        """Network faults on ``target`` (``"server"``, a client id, several in a list, or
-        ``"clients"``) for the duration of a ``with``: see ``harness.faults``."""
-        from harness.faults import impair  # the fault machinery loads only when used
+    def resolve_target(self, target: str) -> list[Container]:
+        """``"server"``, ``"clients"`` (every client container that exists now) or a client id."""
+        if target == "server":
+            return [self.server]
+        extra = {labels.LAB: self.id, labels.ROLE: "client"}
+        if target != "clients":
+            extra[labels.CLIENT] = target
+        found = self.docker.containers.list(filters=labels.project_filter(**extra))
+        if not found:
+            which = "no running client" if target == "clients" else f"no running client {target!r}"
+            raise ConfigError(
+                f"unknown target: {which} in lab {self.id} (targets: 'server', 'clients' or a "
+                "running client's id; create clients with lab.create_clients() to impair them "
+                "before they start)"
+            )
+        return sorted(found, key=name_of)
 
-        return impair(self, target, **params)
+    # -- faults -------------------------------------------------------------------------------
 
-    def proxy(self, toxics: Sequence[object] = (), **options: Any) -> AbstractContextManager[Proxy]:
-        """A TCP proxy to the server with Toxiproxy's toxics; start clients with its ``host``."""
-        from harness.faults.proxy.api import toxic_proxy
+    def impair(
+        self,
+        target: Target,
+        *,
+        delay: str | float = 0,
+        jitter: str | float = 0,
+        correlation: str | float = 0,
+        distribution: Distribution = "uniform",
+        loss: str | float = 0,
+        rate: str | None = None,
+        direction: Direction = "egress",
+        seed: int = 0,
+        keep_order: bool = True,
+        backend: str | None = None,
+    ) -> AbstractContextManager[Applied]:
+        """Packet faults on ``target`` (``"server"``, a client id, several in a list, or
+        ``"clients"``) inside a ``with``. Units as tc spells them: ``"20ms"``, ``"1%"``,
+        ``"10mbit"``; ``delay`` is added to each packet of ``direction`` (``egress``: leaving
+        the target). ``backend`` forces ``"netem"`` or ``"nfqueue"`` (default: the host's best).
+        Everything is validated (``ConfigError``) before anything changes."""
+        impairment = Impairment.parse(
+            delay=delay,
+            jitter=jitter,
+            correlation=correlation,
+            distribution=distribution,
+            loss=loss,
+            rate=rate,
+            direction=direction,
+            seed=seed,
+            keep_order=keep_order,
+        )
+        return impairs.impair(self, target, impairment, backend=backend)
 
-        return toxic_proxy(self, toxics, **options)  # type: ignore[arg-type]
+    def proxy(
+        self, toxics: Sequence[ToxicLike] = (), *, name: str = "proxy", seed: int = 0
+    ) -> AbstractContextManager[Proxy]:
+        """A TCP proxy to the server with Toxiproxy's toxics (``Toxic``); start clients with
+        ``host=proxy.host``."""
+        return toxic_proxy(self, toxics, name=name, seed=seed)
 
-    def partition(self, target: str | Sequence[str]) -> list[str]:
+    def partition(self, target: Target) -> list[str]:
         """Disconnect ``target`` from the lab network (until ``heal``)."""
-        from harness.faults.partition import partition
-
-        return partition(self, target)
+        return partitions.partition(self, target)
 
     def heal(self) -> list[str]:
         """Reconnect everything ``partition`` cut off, with its DNS aliases."""
-        from harness.faults.partition import heal
-
-        return heal(self)
+        return partitions.heal(self)
 
     def block(
-        self, target: str | Sequence[str], direction: str = "ingress"
+        self, target: Target, direction: BlockDirection = "ingress"
     ) -> AbstractContextManager[list[str]]:
         """Drop ``target``'s packets one way (``ingress`` or ``egress``) inside a ``with``."""
-        from harness.faults.partition import block
+        return blocks.block(self, target, direction)
 
-        return block(self, target, direction)  # type: ignore[arg-type]
+    def faults(self) -> list[dict[str, Any]]:
+        """Every fault sidecar of this lab, with what it applies now (see ``in_force``)."""
+        return impairs.in_force(self.docker, self.id)
 
     def restart_server(self, stop_timeout: int = 10) -> None:
         """SIGTERM the server (it drains), start it again, wait until healthy."""
@@ -251,6 +340,7 @@ class Lab:
     ) -> ClientRun:
         n = self.spec.clients if n is None else n
         workload = workload or self.spec.workload
+        check_capacity(self.spec.server, n, workload)
         began = time.monotonic()
         with self._count_lock:
             first = self._client_count
@@ -264,15 +354,16 @@ class Lab:
                 list(command or workload.command(client_id)),
                 entrypoint=entrypoint,
                 host=host,
+                workload=workload,
             )
-            container.start()
+            containers.start(container)
             return container
 
         with ThreadPoolExecutor(
             self.spec.start_parallelism, thread_name_prefix="lab-start"
         ) as pool:
-            containers = list(pool.map(launch, range(first, first + n)))
-        return ClientRun(self, containers, workload, time.monotonic() - began)
+            made = list(pool.map(launch, range(first, first + n)))
+        return ClientRun(self, made, workload, time.monotonic() - began)
 
     def _gate(self, image: str) -> list[str]:
         original = self.docker.images.get(image).attrs["Config"].get("Entrypoint") or []
@@ -296,7 +387,7 @@ class Lab:
         with self._count_lock:
             self._client_count += 1
         container = self._create_client(client_id, list(command), entrypoint=entrypoint, host=host)
-        container.start()
+        containers.start(container)
         run = ClientRun(self, [container], Workload(count=1, timeout=timeout), 0.0)
         return run.wait(timeout).clients[0]
 
@@ -306,6 +397,7 @@ class Lab:
         command: list[str],
         entrypoint: Sequence[str] | None = None,
         host: str | None = None,
+        workload: Workload | None = None,
     ) -> Container:
         return self.docker.containers.create(
             self.spec.client_image,
@@ -317,49 +409,22 @@ class Lab:
                 "ECHO_PORT": "8899",
                 "ECHO_CLIENT_ID": client_id,
             },
-            labels={**self._labels("client"), "org.echolab.client": client_id},
+            labels={**self._labels("client"), labels.CLIENT: client_id},
             network=self.id,
             mem_limit="128m",
             pids_limit=64,
-            **_HARDENING,
+            **containers.client_limits(
+                workload.connections if workload else 1,
+                workload.output_bytes() if workload else None,
+            ),
+            **HARDENING,
         )
-
-    def running_clients(self, names: set[str]) -> list[str]:
-        """Which of ``names`` still run. The low-level listing: the high-level one inspects
-        each container, and another batch of this lab being removed meanwhile would 404."""
-        listed = self.docker.api.containers(
-            all=True, filters=labels.project_filter(**{labels.LAB: self.id, labels.ROLE: "client"})
-        )
-        found = {name.lstrip("/"): c["State"] for c in listed for name in c["Names"]}
-        return [
-            name
-            for name, state in found.items()
-            if name in names and state not in ("exited", "dead")
-        ]
-
-    def collect(self, containers: list[Container]) -> list[ClientResult]:
-        """Read each finished client's output into records, then remove the container."""
-
-        def one(container: Container) -> ClientResult:
-            container.reload()
-            exit_code = int(container.attrs["State"]["ExitCode"])
-            stdout = container.logs(stdout=True, stderr=False).decode("utf-8", "replace")
-            stderr = container.logs(stdout=False, stderr=True).decode("utf-8", "replace")
-            client_id = container.labels.get("org.echolab.client", container.name)
-            self._collected_logs[container.name] = stderr
-            container.remove(force=True)
-            return read_client_output(client_id, container.name, exit_code, stdout, stderr)
-
-        with ThreadPoolExecutor(
-            self.spec.start_parallelism, thread_name_prefix="lab-collect"
-        ) as pool:
-            return list(pool.map(one, containers))
 
     # -- reports --------------------------------------------------------------------------------
 
     def logs(self, tail: int = 200) -> dict[str, str]:
         """The logs of every container of this lab, for failure reports (collected ones too)."""
-        found = dict(self._collected_logs)
+        found = dict(self.collected_logs)
         try:
             listed = self.docker.containers.list(
                 all=True, filters=labels.project_filter(**{labels.LAB: self.id})
@@ -368,22 +433,21 @@ class Lab:
             return {**found, "(docker)": f"cannot list containers: {error}"}
         for container in listed:
             try:
-                found[container.name] = container.logs(tail=tail).decode("utf-8", "replace")
+                found[name_of(container)] = container.logs(tail=tail).decode("utf-8", "replace")
             except docker.errors.DockerException as error:
-                found[container.name] = f"(no logs: {error})"
+                found[name_of(container)] = f"(no logs: {error})"
         return found
 
     def _labels(self, role: str) -> dict[str, str]:
-        return labels.lab_labels(self.id, role)
+        if self._session is None:  # (start() acquires it: only a lab used unstarted comes here)
+            self._session = session.acquire(self.docker, self.spec.client_image)
+        return labels.lab_labels(self.id, role, self._session)
 
-    def _require_images(self) -> None:
-        missing = []
-        for image in (self.spec.server_image, self.spec.client_image):
-            try:
-                self.docker.images.get(image)
-            except docker.errors.ImageNotFound:
-                missing.append(image)
-        if missing:
-            raise LabError(
-                f"image(s) {', '.join(missing)} not found: build them with `make images`"
-            )
+    def _ensure_images(self) -> None:
+        """The lab's own images are built when missing or stale; other tags must exist."""
+        spec = self.spec
+        for name, tag in (("server", spec.server_image), ("client", spec.client_image)):
+            if tag == images.definitions()[name].tag:
+                images.tag_for(self.docker, name)
+            elif not images.image_present(self.docker, tag):
+                raise LabError(f"image {tag} not found: build it, or leave the spec's default")

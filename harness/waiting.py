@@ -18,19 +18,14 @@ from tenacity import (
     wait_exponential,
 )
 
+from harness.errors import WaitTimeout
+
 T = TypeVar("T")
+__all__ = ["NotReady", "WaitTimeout", "wait_for"]
 
 
 class NotReady(Exception):
     """Raised by a check to say "not yet"; its message becomes the 'last' state on timeout."""
-
-
-class WaitTimeout(TimeoutError):
-    def __init__(self, what: str, timeout: float, last: str) -> None:
-        super().__init__(f"timed out after {timeout:.1f} s waiting for {what} (last: {last})")
-        self.what = what
-        self.timeout = timeout
-        self.last = last
 
 
 def wait_for(

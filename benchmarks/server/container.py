@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import run as bench  # the sibling runner: build(), Server, drive()
 
-from harness import Lab, LabSpec, labels, wait_for
+from harness import Lab, LabSpec, labels, session, wait_for
 from harness.waiting import NotReady
 
 WORKLOADS = {
@@ -48,7 +48,9 @@ def in_lab(lab: Lab, args: list[str]) -> dict[str, Any]:
         entrypoint=["/opt/bench/loadgen"],
         volumes={str(bench.BUILD): {"bind": "/opt/bench", "mode": "ro"}},
         network=lab.id,
-        labels=labels.lab_labels(lab.id, "bench"),
+        labels=labels.lab_labels(
+            lab.id, "bench", session.acquire(lab.docker, lab.spec.client_image)
+        ),
         detach=True,
     )
     try:

@@ -81,19 +81,31 @@ static void fail(conn_t *c, const char *why, const char *got, size_t n) {
     close(c->fd);
 }
 
-/* request: "<id 8 hex>:<seq 16 hex>:" + filler, newline-terminated unless raw */
+static void put_hex(char *out, uint64_t value, int digits) {
+    static const char hex[] = "0123456789abcdef";
+    for (int i = digits - 1; i >= 0; i--, value >>= 4) out[i] = hex[value & 15];
+}
+
+/* request: "<id 8 hex>:<seq 16 hex>:" + filler, newline-terminated unless raw. Written by
+ * hand, not snprintf: it runs twice per message (to send, then to check the reply), and at
+ * 700k msg/s snprintf alone would take a large share of the load generator's one core. */
+#define HEAD 26
 static void make_request(conn_t *c, uint64_t seq, char *out) {
-    char head[32];
-    snprintf(head, sizeof head, "%08x:%016llx:", c->id, (unsigned long long)seq);
-    size_t h = strlen(head) < (size_t)size ? strlen(head) : (size_t)size;
-    memcpy(out, head, h);
-    memcpy(out + h, filler, (size_t)size - h);
+    put_hex(out, c->id, 8);
+    out[8] = ':';
+    put_hex(out + 9, seq, 16);
+    out[25] = ':';
+    memcpy(out + HEAD, filler, (size_t)size - HEAD);
     if (!raw) out[size - 1] = '\n';
 }
 
 static int prefix_ok(const unsigned char *p) {
-    /* "[Thu Jan  1 00:00:00 1970] " */
+    /* "[Thu Jan  1 00:00:00 1970] "; the stamp changes once a second, so a prefix equal to
+     * the last one that passed the shape check passes without the per-byte check. */
     static const char shape[] = "[aaa aaa _d dd:dd:dd dddd] ";
+    static unsigned char last_ok[PREFIX];
+    static int have_last = 0;
+    if (have_last && memcmp(p, last_ok, PREFIX) == 0) return 1;
     for (int i = 0; i < PREFIX; i++) {
         char s = shape[i];
         unsigned char ch = p[i];
@@ -102,6 +114,8 @@ static int prefix_ok(const unsigned char *p) {
         if (s == '_' && !(ch == ' ' || isdigit(ch))) return 0;
         if (s != 'a' && s != 'd' && s != '_' && ch != (unsigned char)s) return 0;
     }
+    memcpy(last_ok, p, PREFIX);
+    have_last = 1;
     return 1;
 }
 

@@ -8,13 +8,22 @@ reads a client's stdout back with ``parse_records``.
 from __future__ import annotations
 
 from .config import ClientConfig, ConfigError, parse_config
-from .records import Exchange, ParsedRecords, Problem, RecordError, Summary, parse_records
+from .records import (
+    ConnectionSummary,
+    Exchange,
+    ParsedRecords,
+    Problem,
+    RecordError,
+    Summary,
+    parse_records,
+)
 from .reply import MalformedReply, ReplyChecker, Verdict, check_reply, parse_reply
 from .workload import PayloadError, make_payload, parse_payload
 
 __all__ = [
     "ClientConfig",
     "ConfigError",
+    "ConnectionSummary",
     "Exchange",
     "MalformedReply",
     "ParsedRecords",

@@ -13,9 +13,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 
 from . import interactive
+from .batch import ensure_files, run_batch
 from .config import ConfigError, parse_config
-from .records import Exchange, Problem
-from .session import run_batch
+from .records import ConnectionSummary, Exchange, Problem
 
 
 class RecordWriter:
@@ -36,7 +36,7 @@ class RecordWriter:
         self._max_bytes, self._max_delay = max_bytes, max_delay
         self._last = time.monotonic()
 
-    def __call__(self, record: Exchange | Problem) -> None:
+    def __call__(self, record: Exchange | Problem | ConnectionSummary) -> None:
         self.line(record.to_json())
 
     def line(self, line: str) -> None:
@@ -59,6 +59,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         config = parse_config(
             sys.argv[1:] if argv is None else argv, os.environ if env is None else env
         )
+        ensure_files(config.connections)
     except ConfigError as error:
         print(f"echo-client: {error}", file=sys.stderr)
         return 2
@@ -71,7 +72,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             writer.line(outcome.summary.to_json())
         finally:
             writer.flush()
-        print(f"echo-client: {outcome.fatal}" if outcome.fatal else human, file=sys.stderr)
+        print(human, file=sys.stderr)
         return outcome.exit_code
     except KeyboardInterrupt:
         print("echo-client: interrupted", file=sys.stderr)

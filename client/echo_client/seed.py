@@ -33,10 +33,10 @@ def main() -> int:
         if not data:
             break
         tcpCliSock.send(data.encode())
-        data = tcpCliSock.recv(BUFSIZ)
-        if not data:
+        reply = tcpCliSock.recv(BUFSIZ)  # the tutorial reused data for str and bytes
+        if not reply:
             break
-        print(data.decode("utf-8", "replace"))
+        print(reply.decode("utf-8", "replace"))
     tcpCliSock.close()
     return 0
 

@@ -1,6 +1,6 @@
-"""The batch run: the only place with sockets and clocks; all judging is done by reply.py.
+"""One connection of a batch run: sockets and clocks; all judging is done by reply.py.
 
-asyncio streams carry one connection at a time with two tasks, a sender that keeps at most
+asyncio streams carry it with two tasks, a sender that keeps at most
 ``--pipeline`` requests in flight (paced by ``--rate``) and a receiver that hands each reply
 line to the ReplyChecker. When the connection drops, both stop, the client reconnects with
 tenacity's backoff and resends every unanswered request in order: the checker's queue is
@@ -14,33 +14,44 @@ import contextlib
 import errno
 import os
 import socket
-import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TypedDict
 
 from tenacity import (
     AsyncRetrying,
+    retry_base,
     retry_if_exception_type,
     stop_before_delay,
     wait_exponential,
     wait_random,
 )
+from tenacity.stop import stop_base
+from tenacity.wait import wait_base
 
-from .config import ClientConfig
-from .records import Exchange, Problem, Summary, listed, text
+from .config import KEEPALIVE_PROBES, ClientConfig
+from .records import ConnectionSummary, Exchange, Problem, Summary, listed, text
 from .reply import MISSING, ReplyChecker
-from .workload import make_payload, send_offset
+from .workload import make_payload, payload_id, send_offset
 
-Emit = Callable[[Exchange | Problem], None]
+Emit = Callable[[Exchange | Problem | ConnectionSummary], None]
 
 RETRY_WAIT = wait_exponential(multiplier=0.05, max=1.0) + wait_random(0, 0.05)
 """Fast first retries (a restarting server is back in well under a second), capped at 1 s,
 with jitter so that many clients cut off together do not reconnect in lockstep."""
 
 
-def connect_policy(connect_timeout: float) -> dict[str, Any]:
+class RetryPolicy(TypedDict):
+    """Keyword arguments that both Retrying and AsyncRetrying accept, so mypy checks them."""
+
+    stop: stop_base
+    wait: wait_base
+    retry: retry_base
+    reraise: bool
+
+
+def connect_policy(connect_timeout: float) -> RetryPolicy:
     """The one retry policy for connecting, blocking (interactive) or asyncio (batch)."""
     return {
         "stop": stop_before_delay(connect_timeout),
@@ -85,6 +96,19 @@ def is_self_connected(sock: socket.socket | None) -> bool:
         return False
 
 
+def keep_alive(writer: asyncio.StreamWriter, idle_s: int) -> None:
+    """TCP keepalive on the connection: probed after ``idle_s`` of silence, then once a
+    second, dead after ``KEEPALIVE_PROBES`` unanswered (why: ``config.KEEPALIVE_PROBES``).
+    A dead connection then fails the pending read, and the run reconnects and resends."""
+    sock = writer.get_extra_info("socket")
+    if sock is None:
+        return
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, idle_s)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, KEEPALIVE_PROBES)
+
+
 class ReconnectsExhausted(Exception):
     """The connection kept dropping: --max-reconnects reached; str() is the user's line."""
 
@@ -123,9 +147,10 @@ async def open_connection(
 
 @dataclass
 class Outcome:
-    """A finished run: its summary, and the fatal message if it ended by not connecting."""
+    """A finished run (or one connection of it): its verdict, and the fatal message if it
+    ended by not connecting."""
 
-    summary: Summary
+    summary: Summary | ConnectionSummary
     fatal: str | None = None
 
     @property
@@ -135,33 +160,39 @@ class Outcome:
         return 0 if self.summary.ok else 1
 
 
-class BatchRun:
-    """One batch run's state; ``run()`` drives it and always produces a Summary."""
+class ConnectionRun:
+    """One of the client's connections: its own seqs, pipeline, schedule, checks and
+    reconnects. ``run()`` drives it to the shared deadline and always produces a verdict."""
 
-    def __init__(self, config: ClientConfig, emit: Emit) -> None:
+    def __init__(self, config: ClientConfig, emit: Emit, connection: int = 0) -> None:
         if config.count is None:
             raise ValueError("batch mode needs a count")
         self.config = config
         self.count = config.count
         self.emit = emit
-        self.checker = ReplyChecker(config.client_id)
+        self.connection = connection
+        self.payload_id = payload_id(config.client_id, connection, config.connections)
+        self.checker = ReplyChecker(self.payload_id)
         self.problems: list[Problem] = []
         self.rtts: list[float] = []
         self.conn = 0
         self.reconnects = 0
         self.next_seq = 0
+        self._lane = connection / config.connections
         self._sent_at: dict[int, tuple[float, float]] = {}  # seq -> (wall, perf)
         self._room = asyncio.Event()
         self._start = 0.0
         # A reply is the stamp plus the request; allow generously before calling it garbage.
         self._limit = max(2 * config.size + 256, 1 << 16)
 
-    async def run(self) -> Outcome:
-        self._start = time.perf_counter()
+    async def run(self, start: float, deadline: float) -> Outcome:
+        """``start``: the batch's perf_counter origin, which every schedule counts from;
+        ``deadline``: the loop time at which the whole batch gives up."""
+        self._start = start
         fatal: str | None = None
         extra: list[str] = []
         try:
-            async with asyncio.timeout(self.config.timeout):
+            async with asyncio.timeout_at(deadline):
                 await self._run_connections()
         except (ConnectFailed, ReconnectsExhausted) as error:
             fatal = str(error)
@@ -177,6 +208,7 @@ class BatchRun:
         reader, writer = await open_connection(
             config.host, config.port, config.connect_timeout, self._limit
         )
+        keep_alive(writer, config.keepalive)
         while True:
             try:
                 await self._exchange(reader, writer)
@@ -193,6 +225,7 @@ class BatchRun:
             reader, writer = await open_connection(
                 config.host, config.port, config.connect_timeout, self._limit
             )
+            keep_alive(writer, config.keepalive)
 
     async def _exchange(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Run one connection until every seq is answered; ConnectionLost if it drops."""
@@ -225,11 +258,12 @@ class BatchRun:
             while self.checker.in_flight >= pipeline:
                 self._room.clear()
                 await self._room.wait()
-            delay = self._start + send_offset(self.next_seq, rate) - time.perf_counter()
+            due = send_offset(self.next_seq, rate, self._lane)
+            delay = self._start + due - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
             seq = self.next_seq
-            request = make_payload(self.config.client_id, seq, self.config.size)
+            request = make_payload(self.payload_id, seq, self.config.size)
             self.checker.sent(seq, request)
             self.next_seq += 1
             self._write(writer, seq, request)
@@ -258,7 +292,8 @@ class BatchRun:
             self.rtts.append(rtt_ms)
             self.emit(
                 Exchange(
-                    client=self.config.client_id, conn=self.conn, seq=verdict.seq,
+                    client=self.config.client_id, connection=self.connection, conn=self.conn,
+                    seq=verdict.seq,
                     sent=sent_wall, received=wall, rtt_ms=rtt_ms,
                     request=text(verdict.request), reply=text(reply),
                 )
@@ -268,29 +303,21 @@ class BatchRun:
             self._problem(verdict.seq, verdict.kind, verdict.expected, verdict.got)
 
     def _problem(self, seq: int | None, kind: str, expected: str, got: str) -> None:
-        problem = Problem(self.config.client_id, seq, kind, expected, got)
+        problem = Problem(
+            self.config.client_id, seq, kind, expected, got, connection=self.connection
+        )
         self.problems.append(problem)
         self.emit(problem)
 
-    def _summary(self, extra: list[str]) -> Summary:
+    def _summary(self, extra: list[str]) -> ConnectionSummary:
         for seq in self.checker.missing(self.count):
             self._problem(seq, MISSING, "one reply", "none")
         everything = [*extra, *map(str, self.problems)]
-        return Summary(
-            client=self.config.client_id, count=self.count, replied=self.checker.answered,
-            ok=not everything, reconnects=self.reconnects,
+        return ConnectionSummary(
+            client=self.config.client_id, connection=self.connection, count=self.count,
+            replied=self.checker.answered, ok=not everything, reconnects=self.reconnects,
             elapsed_s=time.perf_counter() - self._start, problems=listed(everything),
-            framing=self.config.framing,
         )  # fmt: skip
-
-    def human_line(self, summary: Summary) -> str:
-        """The stderr one-liner: enough to tell at a glance whether to look at stdout."""
-        p50 = f"p50 {statistics.median(self.rtts):.2f} ms" if self.rtts else "no rtt"
-        verdict = "ok" if summary.ok else f"NOT ok ({len(summary.problems)} problem(s) listed)"
-        return (
-            f"client {summary.client}: {summary.replied}/{summary.count} replies {verdict} "
-            f"in {summary.elapsed_s:.2f} s, {p50}, {summary.reconnects} reconnects"
-        )
 
 
 def _lost(error: BaseException | None) -> BaseException:
@@ -300,10 +327,3 @@ def _lost(error: BaseException | None) -> BaseException:
     if isinstance(error, OSError):
         return ConnectionLost(f"connection lost: {error}")
     return error if error is not None else RuntimeError("task failed without an exception")
-
-
-async def run_batch(config: ClientConfig, emit: Emit) -> tuple[Outcome, str]:
-    """Run a batch; returns the outcome and the human summary line."""
-    batch = BatchRun(config, emit)
-    outcome = await batch.run()
-    return outcome, batch.human_line(outcome.summary)

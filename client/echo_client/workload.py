@@ -25,6 +25,13 @@ def header(client_id: str, seq: int) -> bytes:
     return f"{client_id} {seq:0{SEQ_DIGITS}d} ".encode()
 
 
+def payload_id(client_id: str, connection: int, connections: int) -> str:
+    """The id in one connection's payloads: the client's own when it has one connection, else
+    ``<client>/<connection>``, so that a reply which comes back on another connection of the
+    same client is caught as an echo of a message this connection never sent."""
+    return client_id if connections == 1 else f"{client_id}/{connection}"
+
+
 def min_size(client_id: str, count: int) -> int:
     """The smallest --size that fits the header of every seq below ``count`` plus b"\\n"."""
     return len(header(client_id, max(count - 1, 0))) + 1
@@ -57,12 +64,14 @@ def parse_payload(payload: bytes) -> tuple[str, int]:
     return client_id, int(raw_seq)
 
 
-def send_offset(seq: int, rate: float | None) -> float:
+def send_offset(seq: int, rate: float | None, lane: float = 0.0) -> float:
     """Seconds after the start at which ``seq`` is due: a fixed schedule, not sleeps.
 
     Scheduling against the start time instead of sleeping 1/rate after each send keeps the
     average rate exact however long each send takes; None means as fast as the window allows.
+    ``lane`` (0 <= lane < 1) shifts a connection by that fraction of the interval: connection
+    k of K takes k/K, so a client's K connections send evenly spread, not all in one burst.
     """
     if rate is None:
         return 0.0
-    return seq / rate
+    return (seq + lane) / rate

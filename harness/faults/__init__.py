@@ -1,36 +1,49 @@
-"""Network faults for the lab: delay, jitter, loss, rate, applied inside a target's namespace.
+"""Network faults for the lab, in layers (each module one job; none imports one above it):
 
-One module per fault kind (``latency``, ``loss``, ``bandwidth``), each translating its fault for
-a backend; the backends' plans (``netem``, ``nfqueue``) are pure argument vectors; ``sidecar``
-is the one place that executes them; ``preflight`` says what this host can do; ``api.impair``
-puts it together for a ``Lab``.
+- pure description: ``model`` (the unit vocabulary, ``Impairment``), ``toxic`` (``Toxic``),
+  ``backend`` (``Plan``, the ``Backend`` protocol), one module per fault kind (``latency``,
+  ``loss``, ``bandwidth``) and per backend (``netem``, ``engine``: NFQUEUE + tbf), ``block``'s
+  rules;
+- what the host can do: ``capabilities`` (a real probe, cached);
+- Docker-facing: ``sidecar`` (the engine image in a target's namespace), ``target`` (which
+  containers a name means);
+- the faults: ``impair`` (packet faults, in force, updated, listed), ``block``, ``partition``,
+  ``proxy`` (Toxiproxy's toxics).
+
+``harness.Lab`` puts them together (``lab.impair``, ``lab.block``, ``lab.partition``,
+``lab.proxy``, ``lab.faults``).
 """
 
-from harness.faults.api import Applied, apply, impair, resolve_targets
-from harness.faults.preflight import FaultUnsupported, Report, preflight
-from harness.faults.sidecar import FaultError
-from harness.faults.spec import (
-    Fault,
+from harness.faults.backend import Backend, Plan
+from harness.faults.capabilities import BACKENDS, Report, preflight
+from harness.faults.impair import Applied, in_force
+from harness.faults.model import (
+    Direction,
+    Distribution,
     Impairment,
     parse_direction,
     parse_duration,
     parse_percent,
     parse_rate,
 )
+from harness.faults.proxy import Proxy
+from harness.faults.toxic import Toxic
 
 __all__ = [
+    "BACKENDS",
     "Applied",
-    "Fault",
-    "FaultError",
-    "FaultUnsupported",
+    "Backend",
+    "Direction",
+    "Distribution",
     "Impairment",
+    "Plan",
+    "Proxy",
     "Report",
-    "apply",
-    "impair",
+    "Toxic",
+    "in_force",
     "parse_direction",
     "parse_duration",
     "parse_percent",
     "parse_rate",
     "preflight",
-    "resolve_targets",
 ]

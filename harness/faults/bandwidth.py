@@ -6,7 +6,7 @@ rate, whichever is larger. ``latency 500ms`` bounds the queue (packets beyond it
 
 from __future__ import annotations
 
-from harness.faults.spec import Fault
+from harness.faults.model import Fault
 
 MIN_BURST_BYTES = 16 * 1024
 QUEUE_LATENCY = "500ms"

@@ -3,7 +3,7 @@ packet of a direction."""
 
 from __future__ import annotations
 
-from harness.faults.spec import Fault
+from harness.faults.model import Fault
 
 
 def _us(seconds: float) -> int:

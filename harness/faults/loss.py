@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness.faults.spec import Fault
+from harness.faults.model import Fault
 
 
 def netem_args(fault: Fault) -> list[str]:

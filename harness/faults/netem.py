@@ -11,8 +11,8 @@ kernel's generator: ``seed`` has no effect on this backend.
 from __future__ import annotations
 
 from harness.faults import bandwidth, latency, loss
-from harness.faults.plan import Argv, Plan
-from harness.faults.spec import Impairment
+from harness.faults.backend import Argv, Change, Plan, overlap, rate_conflict
+from harness.faults.model import Impairment
 
 LIMIT = "10000"
 IFB = "ifb0"
@@ -51,12 +51,14 @@ def plan(impairment: Impairment, dev: str = "eth0") -> Plan:
             ],
             ["tc", "qdisc", "replace", "dev", IFB, "root", "netem", *args],
         ]  # fmt: skip
-    remove = [
-        ["tc", "qdisc", "del", "dev", dev, "root"],
-        ["tc", "qdisc", "del", "dev", dev, "ingress"],
-        ["ip", "link", "del", IFB],
-    ]
-    return Plan(backend="netem", engine=["idle"], apply=apply, remove=remove)
+    # Only this fault's own directions: an ingress fault stacks beside another fault's egress
+    # qdisc, and its removal (or the sidecar's clean-up before apply) must leave that one be.
+    remove: list[Argv] = []
+    if impairment.direction in ("egress", "both"):
+        remove.append(["tc", "qdisc", "del", "dev", dev, "root"])
+    if impairment.direction in ("ingress", "both"):
+        remove += [["tc", "qdisc", "del", "dev", dev, "ingress"], ["ip", "link", "del", IFB]]
+    return Plan(backend="netem", mechanism="netem", apply=apply, remove=remove)
 
 
 def update(impairment: Impairment, dev: str = "eth0") -> list[Argv]:
@@ -68,3 +70,23 @@ def update(impairment: Impairment, dev: str = "eth0") -> list[Argv]:
     if impairment.direction in ("ingress", "both"):
         commands.append(["tc", "qdisc", "change", "dev", IFB, "root", "netem", *args])
     return commands
+
+
+class Netem:
+    """The kernel's netem: every parameter changes in place (``tc qdisc change``)."""
+
+    name = "netem"
+
+    def plan(self, impairment: Impairment, dev: str, slot: int) -> Plan:
+        return plan(impairment, dev)
+
+    def change(self, plan: Plan, old: Impairment, new: Impairment, dev: str) -> Change:
+        return Change(commands=update(new, dev))
+
+    def conflict(self, held_backend: str, held: Impairment, new: Impairment) -> str | None:
+        if held_backend == self.name and overlap(held, new):
+            return (
+                f"it already has a netem fault on {held.direction}: netem has one qdisc per "
+                "direction; change it with update()"
+            )
+        return rate_conflict(held, new)

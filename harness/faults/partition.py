@@ -1,39 +1,28 @@
-"""Partitions with Docker's network itself, and one-way blocks with iptables.
+"""Partitions with Docker's network itself (one-way blocks are in ``block``).
 
 - ``partition(lab, target)``: disconnect the target container(s) from the lab network: no
   packet in or out, and the lab's DNS names stop resolving inside it. Its TCP connections are
   not told (no RST, no FIN): what the peers notice is silence.
 - ``heal(lab)``: reconnect every container of the lab that is off the lab network, with the DNS
-  aliases it had (API 1.41 forgets them on disconnect, moby#24322). Measured on Engine 20.10:
-  the healed container got its old IP address back, so a client cut off mid-run for 2 s kept
-  its TCP connection (retransmissions resumed, 0 reconnects). Were the address to change, the
-  old connections would stay silent (nothing resets them) until the client's own deadline.
-- ``block(lab, target, direction)``: inside a ``with``, an iptables ``DROP`` in the target's
-  namespace (a ``NET_ADMIN`` sidecar, ``harness.faults.sidecar``): ``ingress`` drops every
-  packet arriving on ``eth0``, ``egress`` every packet leaving by it. Loopback is untouched.
+  aliases it had (API 1.41 forgets them on disconnect, moby#24322). Engine 20.10 gives the
+  healed container its old IP address back, so a TCP connection cut off mid-run resumes by
+  retransmission (tests/e2e/test_partition.py). A peer that dropped the connection meanwhile
+  (a proxy's reset, its RST lost in the partition) is found out by the client's keepalive
+  probes after the heal (tests/e2e/test_recovery.py); so would be a changed address.
 
-All three are idempotent: partitioning what is partitioned, healing what is whole, removing a
-block that is gone do nothing. Targets are those of ``impair``: ``"server"``, a client id, or
-``"clients"``.
+Both are idempotent: partitioning what is partitioned and healing what is whole do nothing.
+Targets are those of ``impair``: ``"server"``, a client id, or ``"clients"``.
 """
 
 from __future__ import annotations
-
-import secrets
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Literal
 
 import docker.errors
 from docker.models.containers import Container
 
 from harness import labels
-from harness.faults.api import LabLike, Target, resolve_targets
-from harness.faults.plan import Plan
-from harness.faults.sidecar import Sidecar
+from harness.containers import name_of
+from harness.faults.target import LabLike, Target, resolve_targets
 
-BlockDirection = Literal["ingress", "egress"]
-BLOCK_COMMENT = "echolab-block"
 # Aliases a partitioned container had, by (lab id, container name), for heal().
 _ALIASES: dict[tuple[str, str], list[str]] = {}
 _ROLES = ("server", "client", "proxy")
@@ -48,34 +37,32 @@ def _attached(container: Container, network: str) -> dict[str, object] | None:
 
 def partition(lab: LabLike, target: Target) -> list[str]:
     """Cut ``target`` off the lab network; returns the names of the containers cut off."""
-    network = lab.docker.networks.get(lab.id)
+    network = lab.docker.networks.get(lab.network)
     cut = []
     for container in resolve_targets(lab, target):
-        endpoint = _attached(container, lab.id)
+        endpoint = _attached(container, lab.network)
         if endpoint is None:
             continue  # already partitioned
-        own = {container.id[:12], container.name}
-        aliases = [a for a in (endpoint.get("Aliases") or []) if a not in own]  # type: ignore[union-attr]
-        _ALIASES[(lab.id, container.name)] = aliases
+        name = name_of(container)
+        own = {container.short_id, name}
+        listed = endpoint.get("Aliases") or []
+        aliases = [a for a in listed if a not in own] if isinstance(listed, list) else []
+        _ALIASES[(lab.id, name)] = aliases
         try:
             network.disconnect(container)
         except docker.errors.APIError as error:
             if "is not connected" not in str(error):
                 raise
-        cut.append(container.name)
+        cut.append(name)
     return cut
 
 
 def _aliases(lab_id: str, container: Container) -> list[str]:
-    remembered = _ALIASES.pop((lab_id, container.name), None)
+    remembered = _ALIASES.pop((lab_id, name_of(container)), None)
     if remembered is not None:
         return remembered
-    # Partitioned by another process: the role says which alias it had.
-    if container.labels.get(labels.ROLE) == "server":
-        from harness.lab import SERVER_ALIAS
-
-        return [SERVER_ALIAS]
-    alias = container.labels.get("org.echolab.aliases")
+    # Partitioned by another process: its label says which alias it had.
+    alias = container.labels.get(labels.ALIASES)
     return [alias] if alias else []
 
 
@@ -89,16 +76,16 @@ def partitioned(lab: LabLike) -> list[Container]:
     for container in found:
         if container.labels.get(labels.ROLE) not in _ROLES:
             continue
-        if container.attrs["HostConfig"].get("NetworkMode") != lab.id:
+        if container.attrs["HostConfig"].get("NetworkMode") != lab.network:
             continue
-        if _attached(container, lab.id) is None:
+        if _attached(container, lab.network) is None:
             off.append(container)
-    return sorted(off, key=lambda c: c.name)
+    return sorted(off, key=name_of)
 
 
 def heal(lab: LabLike) -> list[str]:
     """Reconnect everything partitioned, with its aliases; returns the names reconnected."""
-    network = lab.docker.networks.get(lab.id)
+    network = lab.docker.networks.get(lab.network)
     healed = []
     for container in partitioned(lab):
         try:
@@ -106,58 +93,5 @@ def heal(lab: LabLike) -> list[str]:
         except docker.errors.APIError as error:
             if "already exists" not in str(error):
                 raise
-        healed.append(container.name)
+        healed.append(name_of(container))
     return healed
-
-
-def block_plan(direction: BlockDirection, dev: str = "eth0", tag: str = "") -> Plan:
-    """The iptables rules of a one-way block (pure): ``-I`` to apply, ``-D`` to remove.
-
-    Each block's rule carries its own comment (``echolab-block-<tag>``): two blocks in the same
-    direction on one target are then two rules, and ``-D`` of one removes exactly that one
-    (iptables deletes the first rule that matches the whole spec, comment included).
-    """
-    if direction == "ingress":
-        rule = ["INPUT", "-i", dev]
-    elif direction == "egress":
-        rule = ["OUTPUT", "-o", dev]
-    else:
-        raise ValueError(f"direction must be 'ingress' or 'egress', got {direction!r}")
-    if tag and not tag.replace("-", "").isalnum():
-        raise ValueError(f"a block's tag is letters, digits and '-', got {tag!r}")
-    comment = f"{BLOCK_COMMENT}-{tag}" if tag else BLOCK_COMMENT
-    rule += ["-m", "comment", "--comment", comment, "-j", "DROP"]
-    return Plan(
-        backend="iptables",
-        engine=["idle"],
-        apply=[["iptables", "-w", "-I", *rule]],
-        remove=[["iptables", "-w", "-D", *rule]],
-    )
-
-
-@contextmanager
-def block(
-    lab: LabLike, target: Target, direction: BlockDirection = "ingress", *, dev: str = "eth0"
-) -> Iterator[list[str]]:
-    """Drop ``target``'s packets one way inside the ``with``; yields the containers blocked.
-
-    Uses a fault sidecar of kind ``block`` (one per target container, a unique name, found by
-    its labels): it coexists with the target's ``impair`` sidecars and other blocks, and each
-    comes off on its own.
-    """
-    from harness.faults import image
-
-    plan = block_plan(direction, dev, tag=secrets.token_hex(4))
-    containers = resolve_targets(lab, target)
-    client = lab.docker
-    client.images.get(image.SIDECAR_IMAGE)  # ImageNotFound says what to build
-    sidecars: list[Sidecar] = []
-    try:
-        for container in containers:
-            sidecar = Sidecar(client, container, lab.id, plan, image.SIDECAR_IMAGE, kind="block")
-            sidecars.append(sidecar)
-            sidecar.apply()
-        yield [c.name for c in containers]
-    finally:
-        for sidecar in reversed(sidecars):
-            sidecar.remove()

@@ -1,4 +1,4 @@
-"""The sidecar that applies a plan inside a target's network namespace (Docker SDK).
+"""The fault sidecar: the engine image, run in a target's network namespace, applying a plan.
 
 It joins the target's namespace (``network_mode="container:<id>"``) with ``NET_ADMIN`` only; the
 target keeps its own capabilities (none, in the lab). It runs the plan's engine (or idles), the
@@ -6,14 +6,12 @@ plan's commands are exec'd into it, and ``remove()`` undoes them, stops it (the 
 what it holds) and removes it. Every step of removal tolerates what is already gone, so it is
 idempotent, and the sidecar carries the lab's labels, so ``Lab.close()`` sweeps it too.
 
-Several sidecars may share one target (stacked faults, and a ``block`` beside them): each has a
+Several sidecars may share one target (stacked faults, and blocks beside them): each has a
 *kind* (``impair`` or ``block``) and a *slot* (its NFQUEUE number and iptables table, see
-``nfqueue``; always 0 for a block), and a unique name, ``<target>-fault<slot>-<kind>-<random>``:
-they are found by their labels, never by name. Its labels say what it applies
-(``org.echolab.fault``: the description as JSON; ``org.echolab.fault-remove``: the commands
-that undo it), so ``heal`` in another process can list and remove it, and the sweep can undo
-what a crashed run left in a target that still runs (``undo_orphan``); the current parameters,
-after ``update``, are kept by its engine (``ctl status``).
+``engine``; always 0 for a block), and a unique name: they are found by their labels, never by
+name. Labels say what a sidecar is and how to undo it (so ``heal`` in another process can
+remove it and the sweep can undo what a crashed run left in a target that still runs); what it
+applies, kept current by every update, is its engine's note (``describe``), read by everyone.
 """
 
 from __future__ import annotations
@@ -21,38 +19,50 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import secrets
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import docker.errors
 from docker.client import DockerClient
 from docker.models.containers import Container
 
-from harness import labels
-from harness.faults.plan import Plan
-from harness.waiting import NotReady, WaitTimeout, wait_for
+from harness import labels, session, sidecars, sweep
+from harness.containers import name_of, output_of
+from harness.errors import FaultError
+from harness.faults.backend import Argv, Plan
 
 log = logging.getLogger(__name__)
-TARGET = "org.echolab.fault-target"
-SLOT = "org.echolab.fault-slot"
-BACKEND = "org.echolab.fault-backend"
-DESCRIPTION = "org.echolab.fault"
-REMOVE = "org.echolab.fault-remove"
-KIND = "org.echolab.fault-kind"  # "impair" (the default, also for older sidecars) or "block"
+ROLE = "fault"
 UNDO_ROLE = "fault-undo"  # the short-lived sidecar that undoes an orphan's leftovers
-ENGINE = ["python3", "-m", "echolab_fault_engine"]
 # The engine releases each packet on time only if it runs when its deadline comes: on a small
 # host it competes for the CPU with the very containers it impairs. Its cgroup's CPU weight
 # (cgroup v1 cpu.shares; Docker's default is 1024) lets it preempt them when it wakes; it runs
-# only around deadlines, so it takes no more CPU than before. See benchmarks/fidelity.py.
+# only around deadlines, so the weight buys promptness, not CPU.
 CPU_SHARES = 262144
 
 
-class FaultError(RuntimeError):
-    """A fault could not be applied (says which command failed and why)."""
+class SidecarLike(Protocol):
+    """What a fault in force (``impair.Applied``) needs of each of its sidecars: this module's
+    ``Sidecar`` on the harness's own engine, or one a Swarm node's agent runs
+    (``harness.swarm.agent``)."""
+
+    plan: Plan
+    stats: dict[str, Any]
+
+    @property
+    def target_name(self) -> str: ...
+
+    def control(self, request: dict[str, Any]) -> dict[str, Any]: ...
+
+    def note(self, description: dict[str, Any]) -> None: ...
+
+    def run(self, commands: list[Argv]) -> None: ...
+
+    def engage(self) -> None: ...
+
+    def remove(self) -> None: ...
 
 
 @dataclass
@@ -65,159 +75,185 @@ class Sidecar:
     container: Container | None = None
     stats: dict[str, Any] = field(default_factory=dict)
     slot: int = 0
-    owner_pid: int | None = None  # None: this process; 0: the user's (outlives it, like make up)
+    # None: this process's session; labels.USER: the user's (outlives it, like make up)
+    session: str | None = None
     description: dict[str, Any] = field(default_factory=dict)
     kind: str = "impair"
 
+    @property
+    def target_name(self) -> str:
+        return name_of(self.target)
+
     def apply(self) -> None:
-        """Start the sidecar, wait for its engine, run the plan; on failure undo everything."""
+        """Start the sidecar, wait for it, run the plan, note what it applies; on failure
+        undo everything."""
+        self.start()
+        self.engage()
+
+    def start(self) -> None:
+        """Everything but the plan: the sidecar runs, its engine is ready, what an earlier run
+        left in its slot is cleared, and it notes its fault as ``staged``. The target's traffic
+        is untouched until ``engage``, which then takes an exec or two instead of a container
+        start (a fault scheduled for a given time needs that). On failure undo everything."""
         try:
             self._clear_leftovers()
+            owner = session.owning(self.client, self.image, self.session)
             self.container = self.client.containers.run(
                 self.image,
-                command=self.plan.engine,
+                command=self.plan.command,
                 name=f"{self.target.name}-fault{self.slot}-{self.kind}-{secrets.token_hex(3)}",
                 network_mode=f"container:{self.target.id}",
                 cap_drop=["ALL"],
                 cap_add=["NET_ADMIN"],
                 labels={
-                    **labels.lab_labels(self.lab_id, "fault", self.owner_pid),
-                    TARGET: self.target.name,
-                    SLOT: str(self.slot),
-                    KIND: self.kind,
-                    BACKEND: self.plan.backend,
-                    DESCRIPTION: json.dumps(self.description, sort_keys=True),
-                    REMOVE: json.dumps(self.plan.remove),
+                    **labels.lab_labels(self.lab_id, ROLE, owner),
+                    labels.FAULT_TARGET: name_of(self.target),
+                    labels.FAULT_SLOT: str(self.slot),
+                    labels.FAULT_KIND: self.kind,
+                    labels.FAULT_BACKEND: self.plan.backend,
+                    labels.FAULT_REMOVE: json.dumps(self.plan.remove),
                 },
                 detach=True,
                 mem_limit="128m",
                 pids_limit=32,
                 cpu_shares=CPU_SHARES,
             )
-            self._wait_ready()
+            sidecars.wait_ready(self.container, f"fault sidecar of {self.target.name}")
             for argv in self.plan.remove:  # earlier runs' leftovers: idempotent apply
                 self._exec(argv, check=False)
-            for argv in self.plan.apply:
-                self._exec(argv, check=True)
-            self.control({"op": "note", "note": self.description})
+            self.control({"op": "note", "note": {**self.description, "staged": True}})
+        except BaseException:
+            self.remove()
+            raise
+
+    def engage(self) -> None:
+        """Run the plan on a started sidecar and note what it applies; on failure undo it."""
+        try:
+            self.run(self.plan.apply)
+            self.note(self.description)
         except BaseException:
             self.remove()
             raise
 
     def control(self, request: dict[str, Any]) -> dict[str, Any]:
         """One request to the sidecar's engine (``set``, ``note``, ``status``); its answer."""
-        target = self.container
-        if target is None:
-            raise FaultError("the fault sidecar is not running")
-        target.reload()
-        if target.status != "running":
-            raise FaultError(
-                f"the fault engine in {target.name} has died (exit "
-                f"{target.attrs['State']['ExitCode']}): traffic bypasses it (--queue-bypass)"
-            )
-        return engine_request(target, request)
+        if self.container is None:
+            raise FaultError(f"the fault on {self.target.name} is removed")
+        return request_running(self.container, request)
 
-    def run(self, commands: list[list[str]]) -> None:
+    def note(self, description: dict[str, Any]) -> None:
+        """Record what this sidecar applies, in the sidecar: the one place readers ask."""
+        self.control({"op": "note", "note": description})
+        self.description = description
+
+    def run(self, commands: list[Argv]) -> None:
         for argv in commands:
             self._exec(argv, check=True)
 
     def remove(self) -> None:
         container, self.container = self.container, None
-        if container is None:
-            return
-        try:
-            container.reload()
-            if container.status == "running":
-                for argv in self.plan.remove:
-                    self._exec(argv, check=False, container=container)
-                container.stop(timeout=5)
-                self.stats = _last_event(container, "stats")
-            else:
-                # The engine died while the fault was in force: traffic went through unimpaired
-                # (--queue-bypass), and its rules are still in the target. Say so, undo them.
-                exit_code = container.attrs["State"]["ExitCode"]
-                log.warning(
-                    "fault engine in %s died (exit %s) while in force: traffic bypassed it",
-                    container.name,
-                    exit_code,
-                )
-                undo_orphan(self.client, _as_listed(container))
-                self.stats = {"engine_died": True, "exit_code": exit_code}
-        except docker.errors.NotFound:
-            return
-        except docker.errors.APIError as error:  # the target died: its namespace is gone too
-            log.warning("removing fault sidecar %s: %s", container.name, error)
-        with contextlib.suppress(docker.errors.NotFound):
-            container.remove(force=True)
+        if container is not None:
+            self.stats = remove_container(self.client, container)
 
     def _clear_leftovers(self) -> None:
         """Remove a dead sidecar of this target, kind and slot (a crash's leftover), if any:
         a running one is a fault in force (two blocks share slot 0)."""
         found = self.client.containers.list(
             all=True,
-            filters=labels.project_filter(**{TARGET: self.target.name, SLOT: str(self.slot)}),
+            filters=labels.project_filter(
+                **{labels.FAULT_TARGET: name_of(self.target), labels.FAULT_SLOT: str(self.slot)}
+            ),
         )
         for old in found:
-            if old.status == "running" or old.labels.get(KIND, "impair") != self.kind:
+            if old.status == "running" or old.labels.get(labels.FAULT_KIND) != self.kind:
                 continue
             with contextlib.suppress(docker.errors.NotFound):
                 old.remove(force=True)
 
-    def _wait_ready(self) -> None:
-        container = self.container
-        assert container is not None
-
-        def ready() -> None:
-            container.reload()
-            if container.status in ("exited", "dead"):
-                raise FaultError(f"fault sidecar exited: {container.logs().decode()[-2000:]}")
-            if not _last_event(container, "ready"):
-                raise NotReady(f"status={container.status}")
-
-        try:
-            wait_for(f"fault sidecar of {self.target.name}", ready, timeout=20)
-        except WaitTimeout as error:
-            raise FaultError(f"{error}: {container.logs().decode()[-2000:]}") from error
-
-    def _exec(self, argv: list[str], *, check: bool, container: Container | None = None) -> None:
-        target = container or self.container
-        assert target is not None
+    def _exec(self, argv: Argv, *, check: bool) -> None:
+        target = self.container
+        if target is None:
+            raise FaultError(f"the fault on {self.target.name} is removed")
         code, output = target.exec_run(argv)
         if check and code != 0:
-            text = output.decode("utf-8", "replace").strip()
+            text = output_of(output).decode("utf-8", "replace").strip()
             raise FaultError(f"{' '.join(argv)} failed in {target.name} ({code}): {text}")
 
 
-def engine_request(container: Container, request: dict[str, Any]) -> dict[str, Any]:
-    code, output = container.exec_run([*ENGINE, "ctl", json.dumps(request)])
-    text = output.decode("utf-8", "replace").strip()
-    try:
-        answer = dict(json.loads(text.splitlines()[-1]))
-    except (ValueError, IndexError) as error:
-        raise FaultError(f"{container.name}: the engine did not answer ({code}): {text}") from error
-    if code != 0 or not answer.get("ok"):
-        raise FaultError(f"{container.name}: the engine refused {request}: {answer.get('error')}")
-    return answer
+def died(container: Container) -> str | None:
+    """What a sidecar's death means for its fault, or None if it runs: an engine's packets
+    bypass it (its rules say ``--queue-bypass``); kernel rules (netem, tbf, a block) stay in
+    force with no one to change them, until they are removed."""
+    container.reload()
+    if container.status == "running":
+        return None
+    code = container.attrs["State"]["ExitCode"]
+    if (container.attrs["Config"]["Cmd"] or [""])[0] == "run":
+        return (
+            f"the fault engine in {name_of(container)} has died (exit {code}): traffic bypasses "
+            "it (--queue-bypass); remove the fault (heal) to undo its rules"
+        )
+    return (
+        f"the fault sidecar {name_of(container)} has exited (exit {code}): its kernel rules "
+        "stay in force but cannot be changed; remove the fault (heal) to undo them"
+    )
 
 
-def remove_container(container: Container) -> dict[str, Any]:
-    """Undo and remove a sidecar found by its labels (``heal`` from another process)."""
+def request_running(container: Container, request: dict[str, Any]) -> dict[str, Any]:
+    """A control request to a sidecar that must be running; FaultError says when it is not."""
     try:
-        commands = json.loads(container.labels.get(REMOVE, "[]"))
+        why = died(container)
+    except docker.errors.NotFound:
+        raise FaultError(f"the fault sidecar {container.name} is gone (removed or swept)") from None
+    if why is not None:
+        raise FaultError(why)
+    return sidecars.request(container, request)
+
+
+def describe(container: Container) -> dict[str, Any]:
+    """What a running sidecar applies, from its note (the source every reader uses)."""
+    note = request_running(container, {"op": "status"}).get("note")
+    return dict(note) if isinstance(note, dict) else {}
+
+
+def of_target(client: DockerClient, target: Container) -> list[Container]:
+    """The running fault sidecars of one target container (its faults in force, blocks too)."""
+    return list(
+        client.containers.list(
+            filters=labels.project_filter(**{labels.FAULT_TARGET: name_of(target)})
+        )
+    )
+
+
+def remove_container(client: DockerClient, container: Container) -> dict[str, Any]:
+    """Undo what a sidecar applied and remove it; its engine's last counters (or, if it had
+    died, ``engine_died``). Idempotent: what is gone is skipped."""
+    stats: dict[str, Any] = {}
+    try:
         container.reload()
         if container.status == "running":
-            for argv in commands:
+            for argv in _undo_commands(container.labels):
                 container.exec_run(argv)
             container.stop(timeout=5)
-        stats = _last_event(container, "stats")
+            stats = sidecars.last_event(container, "stats")
+        else:
+            # The engine died while the fault was in force: traffic went through unimpaired
+            # (--queue-bypass), and its rules are still in the target. Say so, undo them.
+            exit_code = container.attrs["State"]["ExitCode"]
+            log.warning("%s: undoing its rules", died(container))
+            undo_orphan(client, _as_listed(container))
+            stats = {"engine_died": True, "exit_code": exit_code}
     except docker.errors.NotFound:
-        return {}
-    except docker.errors.APIError as error:
+        return stats
+    except docker.errors.APIError as error:  # the target died: its namespace is gone too
         log.warning("removing fault sidecar %s: %s", container.name, error)
-        stats = {}
     with contextlib.suppress(docker.errors.NotFound):
         container.remove(force=True)
     return stats
+
+
+def _undo_commands(own: dict[str, str]) -> list[Argv]:
+    return [list(argv) for argv in json.loads(own.get(labels.FAULT_REMOVE, "[]"))]
 
 
 def undo_orphan(
@@ -230,33 +266,35 @@ def undo_orphan(
     cleaning). Nothing to do when the target is gone or stopped (its namespace went with it).
     A running sidecar runs the commands itself; a stopped one (killed, crashed) is replaced by
     a short-lived labelled one with the same image in the target's namespace. Best effort: a
-    failure is logged, never raised.
+    failure is logged, never raised. Registered with the sweep for the ``fault`` role.
     """
     own = found.get("Labels") or {}
-    target_name = own.get(TARGET)
+    target_name = own.get(labels.FAULT_TARGET)
     name = ",".join(n.lstrip("/") for n in found.get("Names") or []) or str(found.get("Id"))[:12]
     if not target_name or target_name in removing:
         return False
     try:
-        commands = [list(argv) for argv in json.loads(own.get(REMOVE, "[]"))]
+        commands = _undo_commands(own)
         if not commands:
             return False
         target = client.containers.get(target_name)
         if target.status != "running":
             return False
         if found.get("State") == "running":
-            runner = client.containers.get(found["Id"])
-            _run_undo(runner, commands)
+            _run_undo(client.containers.get(found["Id"]), commands)
         else:
+            image = found.get("ImageID") or found["Image"]
             runner = client.containers.run(
-                found.get("ImageID") or found["Image"],
+                image,
                 command=["idle"],
                 name=f"{target.name}-fault-undo-{secrets.token_hex(3)}",
                 network_mode=f"container:{target.id}",
                 cap_drop=["ALL"],
                 cap_add=["NET_ADMIN"],
                 labels={
-                    **labels.lab_labels(own.get(labels.LAB, ""), UNDO_ROLE, os.getpid()),
+                    **labels.lab_labels(
+                        own.get(labels.LAB, ""), UNDO_ROLE, session.owning(client, image)
+                    ),
                     "org.echolab.fault-undo-of": name,
                 },
                 detach=True,
@@ -277,6 +315,9 @@ def undo_orphan(
         return False
 
 
+sweep.register_undo(ROLE, undo_orphan)
+
+
 def _as_listed(container: Container) -> dict[str, Any]:
     """A container as the low-level listing describes it (what ``undo_orphan`` takes)."""
     return {
@@ -289,21 +330,9 @@ def _as_listed(container: Container) -> dict[str, Any]:
     }
 
 
-def _run_undo(container: Container, commands: list[list[str]]) -> None:
+def _run_undo(container: Container, commands: list[Argv]) -> None:
     for argv in commands:
         code, output = container.exec_run(argv)
         if code != 0:  # idempotent removal: a rule already gone is not an error
-            text = output.decode("utf-8", "replace").strip()
+            text = output_of(output).decode("utf-8", "replace").strip()
             log.debug("%s in %s (%s): %s", " ".join(argv), container.name, code, text)
-
-
-def _last_event(container: Container, event: str) -> dict[str, Any]:
-    for line in reversed(container.logs(stdout=True, stderr=False).decode().splitlines()):
-        if line.startswith("{"):
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if record.get("event") == event:
-                return dict(record)
-    return {}

@@ -6,11 +6,14 @@ import asyncio
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .config import ConfigError, ServerConfig, build_parser, parse_config
 from .logs import EventLog
 from .server import serve
+
+if TYPE_CHECKING:
+    from .workers import WorkerContext
 
 
 def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -19,10 +22,10 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
         import uvloop
     except ImportError:
         return None
-    return uvloop.new_event_loop  # type: ignore[no-any-return]
+    return uvloop.new_event_loop
 
 
-def run(config: ServerConfig, context: dict[str, Any] | None = None) -> int:
+def run(config: ServerConfig, context: WorkerContext | None = None) -> int:
     """Serve until signalled; with --workers N > 1 the parent only supervises N of these.
 
     ``context`` is set in a worker (worker=<index>) and tags every event it logs.

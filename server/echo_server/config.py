@@ -11,7 +11,7 @@ import argparse
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import NoReturn, TypeVar
 
 from .protocol import DEFAULT_PORT, FRAMINGS
 
@@ -19,6 +19,8 @@ LOG_FORMATS = ("text", "json")
 LOG_LEVELS = ("info", "debug")
 MAX_WORKERS = 256
 """A typo such as --workers 1000 should fail at parse time, not fork a thousand processes."""
+
+T = TypeVar("T")
 
 
 class ConfigError(Exception):
@@ -32,6 +34,7 @@ class ServerConfig:
     framing: str = "line"
     max_line: int = 65536
     max_connections: int = 10000
+    backlog: int = 1024
     idle_timeout: float = 300.0
     max_pending: int = 1 << 20
     shutdown_timeout: float = 5.0
@@ -81,42 +84,42 @@ def _host(text: str) -> str:
     return value
 
 
-# field name -> (flag, environment variable, converter, help)
-_SETTINGS: dict[str, tuple[str, str, Callable[[str], Any], str]] = {
-    "host": ("--host", "ECHO_HOST", _host, "address to bind (default 0.0.0.0)"),
-    "port": ("--port", "ECHO_PORT", _int_in(0, 65535), "TCP port, 0 = ephemeral (default 8899)"),
-    "framing": ("--framing", "ECHO_FRAMING", _choice(FRAMINGS), "line (default) or raw"),
-    "max_line": ("--max-line", "ECHO_MAX_LINE", _int_in(1), "longest request in bytes"),
+# field name -> (flag, environment variable, help); parse_config gives each its converter
+_SETTINGS: dict[str, tuple[str, str, str]] = {
+    "host": ("--host", "ECHO_HOST", "address to bind (default 0.0.0.0)"),
+    "port": ("--port", "ECHO_PORT", "TCP port, 0 = ephemeral (default 8899)"),
+    "framing": ("--framing", "ECHO_FRAMING", "line (default) or raw"),
+    "max_line": ("--max-line", "ECHO_MAX_LINE", "longest request in bytes"),
     "max_connections": (
         "--max-connections",
         "ECHO_MAX_CONNECTIONS",
-        _int_in(1),
         "connections served at once; more are refused",
+    ),
+    "backlog": (
+        "--backlog",
+        "ECHO_BACKLOG",
+        "connections the kernel queues until accepted (capped by net.core.somaxconn)",
     ),
     "idle_timeout": (
         "--idle-timeout",
         "ECHO_IDLE_TIMEOUT",
-        _seconds,
         "close a connection silent this long, 0 = never",
     ),
     "max_pending": (
         "--max-pending",
         "ECHO_MAX_PENDING",
-        _int_in(1),
         "unsent reply bytes per connection before reading pauses",
     ),
     "shutdown_timeout": (
         "--shutdown-timeout",
         "ECHO_SHUTDOWN_TIMEOUT",
-        _seconds,
         "seconds to drain on SIGTERM before aborting",
     ),
-    "log_format": ("--log-format", "ECHO_LOG_FORMAT", _choice(LOG_FORMATS), "text or json"),
-    "log_level": ("--log-level", "ECHO_LOG_LEVEL", _choice(LOG_LEVELS), "info or debug"),
+    "log_format": ("--log-format", "ECHO_LOG_FORMAT", "text or json"),
+    "log_level": ("--log-level", "ECHO_LOG_LEVEL", "info or debug"),
     "workers": (
         "--workers",
         "ECHO_WORKERS",
-        _int_in(1, MAX_WORKERS),
         "processes sharing the port with SO_REUSEPORT, each with its own event loop",
     ),
 }
@@ -132,7 +135,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser(prog: str = "echo_server") -> argparse.ArgumentParser:
     parser = _Parser(prog=prog, description="TCP echo server: replies [ctime] + each request.")
     defaults = ServerConfig()
-    for name, (flag, env, _convert, help_text) in _SETTINGS.items():
+    for name, (flag, env, help_text) in _SETTINGS.items():
         parser.add_argument(
             flag,
             dest=name,
@@ -147,22 +150,40 @@ def parse_config(argv: Sequence[str], env: Mapping[str, str]) -> ServerConfig:
     """Flags over environment over defaults; ConfigError on anything invalid.
 
     An empty environment variable counts as unset, as Compose's ``${VAR:-}`` produces.
+    Fields are read one by one in _SETTINGS order, so the first bad setting is the one
+    reported, and each converter's result type is checked against its field's.
     """
     args = build_parser().parse_args(list(argv))
-    values: dict[str, Any] = {}
-    for name, (flag, env_name, convert, _help) in _SETTINGS.items():
-        raw = getattr(args, name)
+
+    def setting(name: str, convert: Callable[[str], T], default: T) -> T:
+        flag, env_name, _help = _SETTINGS[name]
+        raw: str | None = getattr(args, name)
         source = f"argument {flag}"
         if raw is None:
             raw = env.get(env_name) or None
             source = f"environment variable {env_name}"
         if raw is None:
-            continue
+            return default
         try:
-            values[name] = convert(raw)
+            return convert(raw)
         except ValueError as exc:
             raise ConfigError(f"{source}: {exc}") from None
-    return ServerConfig(**values)
+
+    defaults = ServerConfig()
+    return ServerConfig(
+        host=setting("host", _host, defaults.host),
+        port=setting("port", _int_in(0, 65535), defaults.port),
+        framing=setting("framing", _choice(FRAMINGS), defaults.framing),
+        max_line=setting("max_line", _int_in(1), defaults.max_line),
+        max_connections=setting("max_connections", _int_in(1), defaults.max_connections),
+        backlog=setting("backlog", _int_in(1, 1 << 20), defaults.backlog),
+        idle_timeout=setting("idle_timeout", _seconds, defaults.idle_timeout),
+        max_pending=setting("max_pending", _int_in(1), defaults.max_pending),
+        shutdown_timeout=setting("shutdown_timeout", _seconds, defaults.shutdown_timeout),
+        log_format=setting("log_format", _choice(LOG_FORMATS), defaults.log_format),
+        log_level=setting("log_level", _choice(LOG_LEVELS), defaults.log_level),
+        workers=setting("workers", _int_in(1, MAX_WORKERS), defaults.workers),
+    )
 
 
 def exit_on_error(parser: argparse.ArgumentParser, error: ConfigError) -> NoReturn:

@@ -104,18 +104,19 @@ class EchoConnection(asyncio.Protocol):
             self._log.event("connected", "debug", peer=self.peer)
 
     def data_received(self, data: bytes) -> None:
-        if not self._open:
+        transport = self._transport
+        if not self._open or transport is None:  # None only before connection_made
             return  # refused, failed or half-closed: discard, see LINGER
         self._last_data = self._loop.time()
         try:
-            requests = self._framer.feed(data)
+            replies, count = self._framer.replies(data, self._stamp())
         except LineTooLong as exc:
             self.requests += len(exc.requests)
             self._fail(format_replies(exc.requests, self._stamp()), str(exc), limit=exc.limit)
             return
-        if requests:
-            self.requests += len(requests)
-            self._transport.write(format_replies(requests, self._stamp()))  # type: ignore[union-attr]
+        if count:
+            self.requests += count
+            transport.write(replies)
 
     def eof_received(self) -> bool:
         if self._open:

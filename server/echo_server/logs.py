@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable
-from typing import Any, TextIO
+from collections.abc import Callable, Mapping
+from typing import TextIO
 
 LEVELS = {"debug": 10, "info": 20}
 
@@ -23,20 +23,20 @@ def timestamp(now: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{millis:03d}Z"
 
 
-def _text_value(value: Any) -> str:
+def _text_value(value: object) -> str:
     text = value if isinstance(value, str) else json.dumps(value)
     if not text or any(c in text for c in ' "=\\\n\t') or not text.isprintable():
         return json.dumps(text)
     return text
 
 
-def format_text(ts: str, event: str, fields: dict[str, Any]) -> str:
+def format_text(ts: str, event: str, fields: Mapping[str, object]) -> str:
     parts = [ts, event]
     parts.extend(f"{key}={_text_value(value)}" for key, value in fields.items())
     return " ".join(parts)
 
 
-def format_json(ts: str, event: str, fields: dict[str, Any]) -> str:
+def format_json(ts: str, event: str, fields: Mapping[str, object]) -> str:
     return json.dumps({"ts": ts, "event": event, **fields}, default=str)
 
 
@@ -48,7 +48,7 @@ class EventLog:
         fmt: str = "text",
         level: str = "info",
         stream: TextIO | None = None,
-        context: dict[str, Any] | None = None,
+        context: Mapping[str, object] | None = None,
     ) -> None:
         if fmt not in ("text", "json"):
             raise ValueError(f"unknown log format {fmt!r}")
@@ -61,7 +61,7 @@ class EventLog:
         """Lets hot paths skip building fields for an event that will not be written."""
         return LEVELS[level] >= self._threshold
 
-    def event(self, event: str, level: str = "info", **fields: Any) -> None:
+    def event(self, event: str, level: str = "info", **fields: object) -> None:
         if LEVELS[level] < self._threshold:
             return
         stream = self._stream if self._stream is not None else sys.stdout
@@ -100,12 +100,13 @@ class BurstLog:
         self.interval = interval
         self._held: dict[tuple[str, str], int] = {}  # open windows: occurrences held back
 
-    def event(self, event: str, reason: str, **fields: Any) -> None:
+    def event(self, event: str, reason: str, **fields: object) -> None:
         key = (event, reason)
         if key in self._held:
             self._held[key] += 1
             return
-        self._log.event(event, reason=reason, count=1, **fields)
+        # level by position: then mypy knows **fields cannot be what sets it.
+        self._log.event(event, "info", reason=reason, count=1, **fields)
         self._open(key)
 
     def _open(self, key: tuple[str, str]) -> None:

@@ -49,6 +49,8 @@ class Framer(Protocol):
 
     def feed(self, data: bytes) -> list[bytes]: ...
 
+    def replies(self, data: bytes, stamp: bytes) -> tuple[bytes, int]: ...
+
     @property
     def buffered(self) -> int: ...
 
@@ -103,6 +105,21 @@ class LineFramer:
             self._buffer += data[end + 1 :]
         return requests
 
+    def replies(self, data: bytes, stamp: bytes) -> tuple[bytes, int]:
+        """``format_replies(self.feed(data), stamp)`` and the number of requests, the same
+        bytes and the same errors.
+
+        The common read is whole lines with nothing buffered and no line over the limit:
+        then the replies are ``data`` with the stamp put before each line by one C-level
+        replace, not one bytes object per request (the split and join were most of the
+        server's own CPU per pipelined request).
+        """
+        if not self._buffer and data.endswith(b"\n") and len(data) <= self.max_line + 1:
+            count = data.count(b"\n")
+            return stamp + data.replace(b"\n", b"\n" + stamp, count - 1), count
+        requests = self.feed(data)
+        return format_replies(requests, stamp), len(requests)
+
     def _overflow(self, requests: list[bytes]) -> None:
         self._buffer = bytearray()  # release the memory, not just the length
         raise LineTooLong(self.max_line, requests)
@@ -125,6 +142,10 @@ class RawFramer:
         if len(data) <= RAW_CHUNK:
             return [data] if data else []
         return [data[i : i + RAW_CHUNK] for i in range(0, len(data), RAW_CHUNK)]
+
+    def replies(self, data: bytes, stamp: bytes) -> tuple[bytes, int]:
+        requests = self.feed(data)
+        return format_replies(requests, stamp), len(requests)
 
 
 def make_framer(framing: str, max_line: int) -> Framer:

@@ -23,9 +23,6 @@ if TYPE_CHECKING:
     from .config import ServerConfig
     from .logs import EventLog
 
-BACKLOG = 1024
-"""asyncio's default of 100 drops SYNs when a load test opens connections in a burst."""
-
 
 class EchoServer:
     """Owns the listener and every connection; start() then stop() once."""
@@ -55,7 +52,8 @@ class EchoServer:
             self._make_connection,
             self.config.host,
             self.config.port,
-            backlog=BACKLOG,
+            # asyncio's default of 100 drops connections that a load test opens in a burst.
+            backlog=self.config.backlog,
             reuse_address=True,
             # --workers N: every worker binds the same port; the kernel balances accepts.
             reuse_port=True if self.config.workers > 1 else None,
@@ -70,6 +68,7 @@ class EchoServer:
             framing=self.config.framing,
             max_line=self.config.max_line,
             max_connections=self.config.max_connections,
+            backlog=self.config.backlog,
             idle_timeout=self.config.idle_timeout,
             max_pending=self.config.max_pending,
             loop=type(loop).__module__.split(".")[0],

@@ -20,7 +20,7 @@ import sys
 import traceback
 from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypedDict
 
 from .logs import EventLog
 
@@ -29,7 +29,14 @@ if TYPE_CHECKING:
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
-Runner = Callable[["ServerConfig", dict[str, Any]], int]
+
+class WorkerContext(TypedDict):
+    """Fields a worker adds to every event it logs, so its lines can be told apart."""
+
+    worker: int
+
+
+Runner = Callable[["ServerConfig", WorkerContext], int]
 """How a worker serves: __main__.run(config, context); returns the exit status."""
 
 
@@ -39,7 +46,7 @@ def reserve(host: str, port: int) -> list[socket.socket]:
         host, port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, socket.AI_PASSIVE
     )
     held: list[socket.socket] = []
-    seen: set[tuple[Any, ...]] = set()
+    seen: set[tuple[socket.AddressFamily, tuple[object, ...]]] = set()
     try:
         for family, kind, proto, _name, address in infos:
             if (family, address) in seen:

@@ -30,8 +30,19 @@ def test_interrupted_run_leaves_nothing_behind(
         "100",
     ]
     run = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    owned = labels.project_filter(**{labels.OWNER_PID: str(run.pid)})
+    assert run.stderr is not None
+    said: list[str] = []
     try:
+        # "echolab: lab <id>: server healthy; ...": the lab, then its session (that of the
+        # run's process), which everything the run made carries, its lease included.
+        while not said or not said[-1].startswith("echolab: lab "):
+            said.append(run.stderr.readline())
+            assert said[-1], "".join(said)
+        lab_id = said[-1].split()[2].rstrip(":")
+        (network,) = docker_client.networks.list(
+            filters=labels.project_filter(**{labels.LAB: lab_id})
+        )
+        owned = labels.project_filter(**{labels.SESSION: network.attrs["Labels"][labels.SESSION]})
 
         def clients_running() -> None:
             found = docker_client.containers.list(filters=owned)
@@ -41,6 +52,7 @@ def test_interrupted_run_leaves_nothing_behind(
         wait_for("the run's 2 clients to be running", clients_running, timeout=60)
         run.send_signal(signum)
         _, stderr = run.communicate(timeout=60)
+        stderr = "".join(said) + stderr
     finally:
         if run.poll() is None:
             run.kill()

@@ -1,23 +1,20 @@
-"""Network faults end to end: a real lab, a real sidecar in the server's namespace.
+"""Network faults end to end: a real lab, a real sidecar in the server's namespace, once per
+packet backend this host has (``packet_backend``; a missing one is skipped with its reason).
 
-The sidecar image is built here if missing (first time on a fresh machine: base ~25-50 s,
-wheel ~15 s, image ~30 s), so ``make test`` needs nothing set up by hand.
+The engine image is built here if missing or stale, so ``make test`` needs nothing by hand.
 """
 
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable
 
 import docker
 import pytest
 
 from harness import Lab, LabSpec, Workload, labels
-from harness.faults import FaultError, FaultUnsupported, impair, preflight
-from harness.faults import image as fault_image
-from tests.e2e.conftest import in_server_namespace
-
-MakeLab = Callable[..., Lab]
+from harness.errors import ConfigError, FaultError, FaultUnsupported
+from harness.faults import BACKENDS, Report, preflight
+from tests.helpers import MakeLab, in_server_namespace
 
 
 @pytest.fixture
@@ -31,12 +28,14 @@ def _no_sidecars_left(client: docker.DockerClient, lab: Lab) -> None:
 
 
 def test_server_delay_with_jitter_adds_delay_to_each_round_trip(
-    fault_lab: Lab, docker_client: docker.DockerClient
+    fault_lab: Lab, docker_client: docker.DockerClient, packet_backend: str
 ) -> None:
-    with impair(fault_lab, "server", delay="20ms", jitter="2ms", seed=1) as applied:
+    with fault_lab.impair(
+        "server", delay="20ms", jitter="2ms", seed=1, backend=packet_backend
+    ) as applied:
         result = fault_lab.run_clients()
     result.extra["fault"] = applied.describe()
-    assert applied.backend in ("netem", "nfqueue")
+    assert applied.backend.name == packet_backend
     result.assert_ok()
     for client in result.clients:
         assert [e.seq for e in client.exchanges] == list(range(50))
@@ -50,12 +49,14 @@ def test_server_delay_with_jitter_adds_delay_to_each_round_trip(
     assert statistics.median(after.clients[0].rtts_ms()) < 5.0
 
 
-def test_packet_loss_is_recovered_by_tcp(fault_lab: Lab) -> None:
+def test_packet_loss_is_recovered_by_tcp(fault_lab: Lab, packet_backend: str) -> None:
     """Nothing is lost at the application; the round trips grow as TCP's recovery predicts:
     with one request in flight a lost segment has no duplicate ACKs to trigger a fast
     retransmit, so it waits for the retransmission timeout (>= 200 ms on Linux). About one
     exchange in ten loses its request or its reply at 5 % each way; the median is untouched."""
-    with impair(fault_lab, "server", loss="5%", direction="both", seed=2) as applied:
+    with fault_lab.impair(
+        "server", loss="5%", direction="both", seed=2, backend=packet_backend
+    ) as applied:
         result = fault_lab.run_clients()
     result.assert_ok()
     rtts = [rtt for client in result.clients for rtt in client.rtts_ms()]
@@ -63,7 +64,7 @@ def test_packet_loss_is_recovered_by_tcp(fault_lab: Lab) -> None:
     print(f"{len(recovered)} of {len(rtts)} exchanges waited for a retransmission timeout")
     assert statistics.median(rtts) < 5.0
     assert 1 <= len(recovered) <= 0.3 * len(rtts), (len(recovered), len(rtts))
-    if applied.backend == "nfqueue":
+    if applied.backend.name == "nfqueue":
         (counted,) = applied.engine_stats().values()
         assert counted["dropped"] > 0, counted  # packets really were dropped, and TCP recovered
 
@@ -76,17 +77,20 @@ def test_bad_parameters_fail_before_anything_changes(
         ({"loss": "101%"}, "loss must be within"),
         ({"delay": "5 fortnights"}, "unknown unit"),
     ]:
-        with pytest.raises(ValueError, match=message), impair(fault_lab, "server", **params):
+        with pytest.raises(ConfigError, match=message), fault_lab.impair("server", **params):
             pass
-    with pytest.raises(ValueError, match="unknown target"), impair(fault_lab, "c99", delay="1ms"):
+    with pytest.raises(ConfigError, match="unknown target"), fault_lab.impair("c99", delay="1ms"):
         pass
     _no_sidecars_left(docker_client, fault_lab)
 
 
 def test_failure_inside_the_block_still_removes_the_fault(
-    fault_lab: Lab, docker_client: docker.DockerClient
+    fault_lab: Lab, docker_client: docker.DockerClient, packet_backend: str
 ) -> None:
-    with pytest.raises(RuntimeError, match="on purpose"), impair(fault_lab, "server", delay="5ms"):
+    with (
+        pytest.raises(RuntimeError, match="on purpose"),
+        fault_lab.impair("server", delay="5ms", backend=packet_backend),
+    ):
         raise RuntimeError("on purpose")
     _no_sidecars_left(docker_client, fault_lab)
     fault_lab.run_clients(1).assert_ok()
@@ -99,36 +103,25 @@ def test_preflight_says_what_this_host_can_do(
     assert report.can()["latency"] in ("netem", "nfqueue")
 
 
-def test_netem_backend(fault_lab: Lab, docker_client: docker.DockerClient) -> None:
-    report = preflight(docker_client, fault_image.SIDECAR_IMAGE)
-    if not report.netem.ok:
-        pytest.skip(f"this kernel has no sch_netem: {report.netem.detail}")
-    with impair(fault_lab, "server", delay="20ms", backend="netem") as applied:
-        result = fault_lab.run_clients()
-    assert applied.backend == "netem"
-    result.assert_ok()
-    for client in result.clients:
-        assert 20.0 <= statistics.median(client.rtts_ms()) < 23.0
-
-
-def test_forcing_netem_where_it_is_missing_is_a_clear_error(
-    fault_lab: Lab, docker_client: docker.DockerClient
+@pytest.mark.parametrize("backend", tuple(BACKENDS))
+def test_forcing_a_backend_the_host_lacks_is_a_clear_error(
+    fault_lab: Lab, docker_client: docker.DockerClient, host_report: Report, backend: str
 ) -> None:
-    report = preflight(docker_client, fault_image.SIDECAR_IMAGE)
-    if report.netem.ok:
-        pytest.skip("this kernel has sch_netem")
+    why = host_report.missing(backend)
+    if why is None:
+        pytest.skip(f"this host has {backend}: nothing to refuse")
     with (
-        pytest.raises(FaultUnsupported, match="netem is not usable"),
-        impair(fault_lab, "server", delay="1ms", backend="netem"),
+        pytest.raises(FaultUnsupported, match=backend if backend == "netem" else "NFQUEUE"),
+        fault_lab.impair("server", delay="1ms", backend=backend),
     ):
         pass
     _no_sidecars_left(docker_client, fault_lab)
 
 
-def test_engine_death_is_reported_traffic_bypasses_and_rules_are_undone(
-    fault_lab: Lab, docker_client: docker.DockerClient, sidecar_image: str
+def test_nfqueue_engine_death_is_reported_traffic_bypasses_and_rules_are_undone(
+    fault_lab: Lab, docker_client: docker.DockerClient, sidecar_image: str, engine_backend: str
 ) -> None:
-    with fault_lab.impair("server", delay="50ms") as applied:
+    with fault_lab.impair("server", delay="50ms", backend=engine_backend) as applied:
         (sidecar,) = applied.sidecars
         assert sidecar.container is not None
         sidecar.container.kill()  # the engine is the sidecar's only process

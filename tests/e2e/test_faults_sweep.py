@@ -4,37 +4,17 @@ sidecars applied (rules and qdiscs), whether the sidecar still runs or was kille
 from __future__ import annotations
 
 import statistics
-import subprocess
-from collections.abc import Callable
 
 import docker
 import pytest
-from docker.models.containers import Container
 
 from harness import Lab, LabSpec, Workload, labels, sweep
-from harness.faults import apply
+from harness.faults.impair import apply
+from harness.faults.model import Impairment
 from harness.faults.sidecar import UNDO_ROLE
-from tests.e2e.conftest import in_server_namespace
+from tests.helpers import MakeLab, Orphaned, SessionOwner, in_server_namespace
 
-MakeLab = Callable[..., Lab]
 pytestmark = pytest.mark.timeout(180)
-
-
-class _Orphaned:
-    """The lab, seen by ``apply`` as owned by a process that is gone (a crashed run)."""
-
-    def __init__(self, lab: Lab, owner_pid: int) -> None:
-        self._lab = lab
-        self.id = lab.id
-        self.owner_pid = owner_pid
-
-    @property
-    def docker(self) -> docker.DockerClient:
-        return self._lab.docker
-
-    @property
-    def server(self) -> Container:
-        return self._lab.server
 
 
 def _median(lab: Lab) -> float:
@@ -48,26 +28,27 @@ def test_sweep_undoes_orphaned_faults_in_a_running_target(
 ) -> None:
     lab = make_lab(LabSpec(name="orphan", clients=1, workload=Workload(count=30)))
     baseline = _median(lab)
-    # The faults' owner: a process that lives until the crash (had it died before, another
-    # lab starting meanwhile, in any process, would sweep them first).
-    owner = subprocess.Popen(["sleep", "300"])
+    # The faults' owner: another process holding its session's lease until the crash (had it
+    # died before, another lab starting meanwhile, in any process, would sweep them first).
+    owner = SessionOwner(sidecar_image)
     try:
-        crashed = _Orphaned(lab, owner.pid)
-        rate = apply(crashed, "server", rate="10mbit")
-        delay = apply(crashed, "server", delay="20ms")
+        crashed = Orphaned(lab, owner.session)
+        rate = apply(crashed, "server", Impairment.parse(rate="10mbit"))
+        delay = apply(crashed, "server", Impairment.parse(delay="20ms"))
         assert _median(lab) >= 20.0
         assert "tbf" in in_server_namespace(
             lab, sidecar_image, ["tc", "qdisc", "show", "dev", "eth0"]
         )
         assert "NFQUEUE" in in_server_namespace(lab, sidecar_image, ["iptables-save"])
         # The crash: the rate's sidecar killed (stopped, not undone), the delay's left running;
-        # neither is removed, and their owner is gone.
+        # neither is removed, and their owner is gone (SIGKILL: its lease ends with it).
         rate.sidecars[0].container.kill()  # type: ignore[union-attr]
         faults = labels.project_filter(**{labels.LAB: lab.id, labels.ROLE: "fault"})
         assert len(docker_client.containers.list(all=True, filters=faults)) == 2
+        sweep.sweep(docker_client)  # while its owner lives, the sweep leaves its faults alone
+        assert len(docker_client.containers.list(all=True, filters=faults)) == 2
     finally:
-        owner.kill()
-        owner.wait()
+        owner.crash(docker_client)
 
     sweep.sweep(docker_client)  # (another process starting a lab may sweep them first)
 

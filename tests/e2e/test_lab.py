@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
 
 import docker
 import pytest
 
 from harness import Lab, LabError, LabSpec, ServerSpec, Workload, labels, wait_for
+from harness.clients import running
+from harness.containers import name_of
 from harness.waiting import NotReady
-
-MakeLab = Callable[..., Lab]
+from tests.helpers import MakeLab
 
 
 def test_ten_clients_hundred_pipelined_messages_each(make_lab: MakeLab) -> None:
@@ -43,7 +43,7 @@ def test_server_restart_mid_run_loses_and_duplicates_nothing(make_lab: MakeLab) 
     run = lab.start_clients()
 
     def clients_mid_run() -> None:
-        if len(lab.running_clients({c.name for c in run.containers})) < 4:
+        if len(running(lab.docker, lab.id, {name_of(c) for c in run.containers})) < 4:
             raise NotReady("clients not all running")
 
     wait_for("4 clients running", clients_mid_run, timeout=30)
@@ -85,7 +85,7 @@ def test_missing_image_is_a_clear_error_and_leaves_nothing(
     lab = Lab(
         LabSpec(name="noimage", server_image="echolab-server:does-not-exist"), client=docker_client
     )
-    with pytest.raises(LabError, match=r"not found: build them with `make images`"):
+    with pytest.raises(LabError, match=r"image echolab-server:does-not-exist not found"):
         lab.start()
     found = labels.project_filter(**{labels.LAB: lab.id})
     assert docker_client.networks.list(filters=found) == []

@@ -3,57 +3,42 @@
 from __future__ import annotations
 
 import statistics
-import threading
 import time
-from collections.abc import Callable
 from contextlib import ExitStack
 
 import pytest
 
-from harness import Lab, LabSpec, Workload, labels
+from harness import ConfigError, LabSpec, Workload, labels
 from harness.checks import check_run
-from harness.faults.partition import block_plan, partitioned
-from harness.results import ClientResult
-from harness.waiting import NotReady, wait_for
-from tests.e2e.conftest import in_server_namespace
+from harness.clients import running
+from harness.faults.block import block_plan
+from harness.faults.partition import partitioned
+from tests.helpers import MakeLab, in_server_namespace
 
-MakeLab = Callable[..., Lab]
 pytestmark = pytest.mark.timeout(180)
-
-
-def _running_client(lab: Lab, client_id: str) -> None:
-    found = lab.docker.containers.list(
-        filters=labels.project_filter(**{labels.LAB: lab.id, "org.echolab.client": client_id})
-    )
-    if not found:
-        raise NotReady(f"client {client_id} not running yet")
 
 
 def test_partitioned_client_others_go_on_then_it_recovers_after_heal(make_lab: MakeLab) -> None:
     lab = make_lab(LabSpec(name="part", clients=3, workload=Workload(count=100, pipeline=4)))
-    # x0 sleeps first, so it is cut off before it ever connects (4 s is ample even on a loaded
-    # 2-core machine: the partition follows its start within a second); it retries for 60 s.
-    late = "sleep 4 && exec python3 -m echo_client --id late --count 50 --connect-timeout 60"
-    results: list[ClientResult] = []
-    runner = threading.Thread(
-        target=lambda: results.append(lab.run_command(["-c", late], entrypoint=["sh"], timeout=120))
-    )
-    runner.start()
+    # c0 exists, gated: it is cut off before it sends its first packet (its DNS lookup
+    # included), then let go; it retries for 60 s.
+    batch = lab.create_clients(1, Workload(count=50, connect_timeout=60, timeout=120))
+    (late,) = batch.ids
+    name = f"{lab.id}-{late}"
     try:
-        wait_for("x0 running", lambda: _running_client(lab, "x0"), timeout=30)
-        assert lab.partition("x0") == [f"{lab.id}-x0"]
-        assert lab.partition("x0") == []  # idempotent
+        assert lab.partition(late) == [name]
+        assert lab.partition(late) == []  # idempotent
+        run = batch.start()
         others = lab.run_clients()  # the rest of the lab is unaffected meanwhile
         others.assert_ok()
-        assert [c.name for c in partitioned(lab)] == [f"{lab.id}-x0"]
-        assert runner.is_alive()  # still cut off, still retrying
+        assert [c.name for c in partitioned(lab)] == [name]
+        assert running(lab.docker, lab.id, {name}) == [name]  # still cut off, still retrying
         healed_at = time.monotonic()
-        assert lab.heal() == [f"{lab.id}-x0"]
+        assert lab.heal() == [name]
         assert lab.heal() == []  # idempotent
     finally:
         lab.heal()
-        runner.join(120)
-    (late_result,) = results
+    (late_result,) = run.wait(120).clients
     print(f"partitioned client finished {time.monotonic() - healed_at:.2f} s after heal")
     assert late_result.exit_code == 0, late_result.stderr
     assert check_run([late_result], 50) == []
@@ -80,9 +65,9 @@ def test_block_plan_is_pure_and_validated() -> None:
     assert plan.apply == [["iptables", "-w", "-I", *rule, "DROP"]]
     assert plan.remove == [["iptables", "-w", "-D", *rule, "DROP"]]
     assert block_plan("egress", tag="cd34").remove != plan.remove  # each block its own rule
-    with pytest.raises(ValueError, match="ingress' or 'egress"):
+    with pytest.raises(ConfigError, match="ingress' or 'egress"):
         block_plan("both")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="tag"):
+    with pytest.raises(ConfigError, match="tag"):
         block_plan("egress", tag="x; rm")
 
 
@@ -103,10 +88,9 @@ def test_one_way_block_on_the_server_then_removed(
 def test_a_block_and_an_impair_on_one_target_come_off_on_their_own(
     make_lab: MakeLab, sidecar_image: str
 ) -> None:
-    from harness.faults import impair
 
     lab = make_lab(LabSpec(name="blockimp", workload=Workload(count=20, connect_timeout=2)))
-    with impair(lab, "server", delay="20ms"):
+    with lab.impair("server", delay="20ms"):
         with lab.block("server", "egress"):
             fault = labels.project_filter(**{labels.LAB: lab.id, labels.ROLE: "fault"})
             kinds = sorted(

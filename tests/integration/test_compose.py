@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 
-from tests.integration.conftest import Stack
+from tests.helpers import Stack
 
 REPLY = re.compile(rb"^\[\w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4}\] (.*)$")
 

@@ -1,6 +1,6 @@
 """``python -m harness impair|faults|heal`` against a running Compose project, end to end.
 
-The faults outlive the command (owner pid 0, like ``make up``'s stack), are listed from their
+The faults outlive the command (session ``user``, like ``make up``'s stack), are listed from their
 labelled sidecars, and go with ``heal``; bad parameters exit 2 before anything changes.
 """
 
@@ -10,20 +10,20 @@ import json
 import statistics
 import subprocess
 import sys
+import threading
 
 import docker
 import pytest
 
-from harness import labels
-from harness.faults import image as fault_image
-from harness.faults.compose_lab import ComposeLab
+from harness import images, labels
+from harness.compose_lab import ComposeLab
 from harness.waiting import NotReady, wait_for
-from tests.integration.conftest import Stack
+from tests.helpers import Stack
 
 
 @pytest.fixture(scope="module")
 def running(stack: Stack, docker_client: docker.DockerClient) -> Stack:
-    fault_image.build(docker_client, say=print)
+    images.tag_for(docker_client, "engine")
     # Another module may have stopped the server (the SIGTERM test): bring it back.
     done = stack.compose("up", "-d", "--no-build", "server")
     assert done.returncode == 0, done.stderr.decode()
@@ -54,29 +54,38 @@ def sidecars(stack: Stack) -> list[docker.models.containers.Container]:
     return ComposeLab(stack.project, stack.docker).sidecars()
 
 
-def test_impair_list_and_heal_from_the_command_line(running: Stack) -> None:
-    project = running.project
+def test_impair_list_and_heal_from_the_command_line(running: Stack, packet_backend: str) -> None:
+    project, backend = running.project, ("--backend", packet_backend)
+    # netem has one qdisc per direction: its second fault goes the other way
+    second_way = "egress" if packet_backend == "nfqueue" else "ingress"
     try:
         done = harness(
-            "impair", "server", "--delay", "30ms", "--jitter", "1ms", "--project", project
+            "impair", "server", "--delay", "30ms", "--jitter", "1ms", "--project", project, *backend
         )
         assert done.returncode == 0, done.stderr
         assert "delay 30ms" in done.stdout
         (sidecar,) = sidecars(running)
-        assert sidecar.labels[labels.OWNER_PID] == "0"  # outlives the CLI, swept by make clean
+        assert sidecar.labels[labels.SESSION] == labels.USER  # outlives the CLI: make clean's
         assert 29.0 <= median_rtt(running) < 33.0
 
-        stacked = harness("impair", "server", "--loss", "1%", "--project", project, "--json")
+        stacked = harness(
+            "impair", "server", "--loss", "1%", "--direction", second_way, *backend,
+            "--project", project, "--json",
+        )  # fmt: skip
         assert stacked.returncode == 0, stacked.stderr
         assert json.loads(stacked.stdout)["loss"] == pytest.approx(0.01)
 
         listed = harness("faults", "--project", project, "--json")
         assert listed.returncode == 0, listed.stderr
         faults = json.loads(listed.stdout)
-        assert [(f["slot"], f["backend"]) for f in faults] == [(0, "nfqueue"), (1, "nfqueue")]
+        assert [(f["slot"], f["backend"]) for f in faults] == [
+            (0, packet_backend),
+            (1, packet_backend),
+        ]
         assert faults[0]["params"]["delay_s"] == pytest.approx(0.03)
         assert faults[1]["params"]["loss"] == pytest.approx(0.01)
-        assert faults[0]["engine"]["seen"] > 0
+        if packet_backend == "nfqueue":  # the engine counts what it saw; netem, the kernel
+            assert faults[0]["engine"]["seen"] > 0
         text = harness("faults", "--project", project)
         assert "delay 30ms ± 1ms" in text.stdout and "loss 1%" in text.stdout
 
@@ -88,13 +97,15 @@ def test_impair_list_and_heal_from_the_command_line(running: Stack) -> None:
         ComposeLab(project, running.docker).heal()
 
 
-def test_update_a_fault_in_force_while_a_client_runs(running: Stack) -> None:
+def test_update_a_fault_in_force_while_a_client_runs(running: Stack, packet_backend: str) -> None:
     """``update`` changes the delay under a running client: its replies all arrive, in order,
     and its round trips move from the old delay to the new one."""
     project = running.project
     lab = ComposeLab(project, running.docker)
     try:
-        done = harness("impair", "server", "--delay", "20ms", "--project", project)
+        done = harness(
+            "impair", "server", "--delay", "20ms", "--backend", packet_backend, "--project", project
+        )
         assert done.returncode == 0, done.stderr
         client = subprocess.Popen(
             running.tool.command(
@@ -104,24 +115,29 @@ def test_update_a_fault_in_force_while_a_client_runs(running: Stack) -> None:
             stderr=subprocess.PIPE,
             text=True,
         )
+        lines: list[str] = []
+        reader = threading.Thread(target=lambda: lines.extend(iter(client.stdout.readline, "")))  # type: ignore[union-attr]
+        reader.start()
         try:
 
             def exchanged() -> int:
-                seen = int(lab.faults()[0].get("engine", {}).get("seen", 0))
-                if seen < 60:  # about 30 replies left the server under 20 ms
-                    raise NotReady(f"the engine has seen {seen} packets")
-                return seen
+                done = sum('"exchange"' in line for line in list(lines))
+                if done < 30:  # the client's own records, as it prints them
+                    raise NotReady(f"the client has printed {done} exchanges")
+                return done
 
             wait_for("the client's first 30 exchanges", exchanged, timeout=60)
             updated = harness("update", "server", "--delay", "60ms", "--project", project)
             assert updated.returncode == 0, updated.stderr
             assert "delay 60ms" in updated.stdout
-            out, err = client.communicate(timeout=90)
+            client.wait(timeout=90)
+            reader.join(timeout=30)
+            err = client.stderr.read() if client.stderr else ""
         finally:
             client.kill()
             client.wait(timeout=30)
         assert client.returncode == 0, err  # the client checked every reply, order included
-        rtts = [json.loads(line) for line in out.splitlines()]
+        rtts = [json.loads(line) for line in lines]
         rtts = [
             r["rtt_ms"]
             for r in sorted(rtts, key=lambda r: r.get("seq", -1))
@@ -136,14 +152,19 @@ def test_update_a_fault_in_force_while_a_client_runs(running: Stack) -> None:
         lab.heal()
 
 
-def test_update_needs_a_fault_and_a_slot_when_several_are_in_force(running: Stack) -> None:
+def test_update_needs_a_fault_and_a_slot_when_several_are_in_force(
+    running: Stack, packet_backend: str
+) -> None:
     project = running.project
+    second_way = "egress" if packet_backend == "nfqueue" else "ingress"  # netem: one per way
     lab = ComposeLab(project, running.docker)
     try:
         none = harness("update", "server", "--delay", "5ms", "--project", project)
         assert none.returncode == 2 and "no impairment in force" in none.stderr, none.stderr
-        for args in (["--delay", "10ms"], ["--loss", "1%"]):
-            done = harness("impair", "server", *args, "--project", project)
+        for args in (["--delay", "10ms"], ["--loss", "1%", "--direction", second_way]):
+            done = harness(
+                "impair", "server", *args, "--backend", packet_backend, "--project", project
+            )
             assert done.returncode == 0, done.stderr
         which = harness("update", "server", "--loss", "2%", "--project", project)
         assert which.returncode == 2 and "--slot" in which.stderr, which.stderr

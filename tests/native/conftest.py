@@ -16,13 +16,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-SERVER_SRC = ROOT / "server"
+from harness import paths
+
+ROOT = paths.ROOT
 START_TIMEOUT = 10.0
 
 
@@ -107,7 +107,6 @@ class RunningServer:
 def server_env(env: dict[str, str] | None) -> dict[str, str]:
     """The caller's environment minus ECHO_* (so a developer's shell cannot skew a test)."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("ECHO_")}
-    base["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SERVER_SRC), base.get("PYTHONPATH")]))
     base["PYTHONUNBUFFERED"] = "1"
     base.update(env or {})
     return base

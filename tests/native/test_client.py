@@ -18,13 +18,14 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 from echo_client.records import Exchange, ParsedRecords, parse_records
 from echo_client.reply import check_reply
 
-ROOT = Path(__file__).resolve().parents[2]
+from harness import paths
+
+ROOT = paths.ROOT
 REPLY = re.compile(rb"^\[\w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4}\] (.*)$")
 RUN_TIMEOUT = 60.0
 
@@ -33,7 +34,6 @@ StartServer = Callable[..., "object"]
 
 def client_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ECHO_")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "client"), env.get("PYTHONPATH")]))
     env.update(extra or {})
     return env
 

@@ -37,7 +37,8 @@ def test_records_round_trip(record: Exchange | Problem | Summary) -> None:
 def test_exchange_schema_is_what_the_harness_reads() -> None:
     data = json.loads(EXCHANGE.to_json())
     assert list(data) == [
-        "type", "client", "conn", "seq", "sent", "received", "rtt_ms", "request", "reply",
+        "type", "client", "connection", "conn", "seq", "sent", "received", "rtt_ms", "request",
+        "reply",
     ]  # fmt: skip
     assert data["type"] == "exchange"
 
@@ -48,13 +49,13 @@ def test_summary_schema() -> None:
     assert data["problems"] == list(SUMMARY.problems)
     assert set(data) == {
         "type", "client", "count", "replied", "ok", "reconnects", "elapsed_s", "problems",
-        "framing",
+        "framing", "connections",
     }  # fmt: skip
 
 
 def test_problem_schema() -> None:
     assert json.loads(PROBLEM.to_json()) == {
-        "type": "problem", "client": "c1", "seq": 3, "kind": "out_of_order",
+        "type": "problem", "client": "c1", "connection": 0, "seq": 3, "kind": "out_of_order",
         "expected": "seq 2", "got": "seq 3",
     }  # fmt: skip
 

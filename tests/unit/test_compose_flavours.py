@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from harness import compose
+from harness.errors import SetupError
 
 V2_BINARY = compose.Compose(("/venv/compose/docker-compose",), "2.40.3")
 V1 = compose.Compose(("docker-compose",), "1.29.2")
@@ -101,7 +102,7 @@ def test_a_plugin_answering_another_version_is_an_error(
     monkeypatch.setattr(compose.shutil, "which", lambda name: f"/usr/bin/{name}")
     monkeypatch.setattr(compose, "_version", lambda argv: None)  # the CLI found no plugin
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "no-user-config"))
-    with pytest.raises(RuntimeError, match="did not take it as its compose plugin"):
+    with pytest.raises(SetupError, match="did not take it as its compose plugin"):
         compose.as_plugin(V2_BINARY, tmp_path / "private")
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import itertools
 import socket
 import statistics
+from array import array
 
 import pytest
 from echolab_fault_engine.engine import Engine, Stop
+from echolab_fault_engine.idle import Idle
 from echolab_fault_engine.schedule import Schedule, spread
 from echolab_fault_engine.spin import Spin
 
@@ -50,6 +52,25 @@ def test_loss_rate_and_determinism():
     assert sum(d is None for d in decided) / len(decided) == pytest.approx(0.05, abs=0.006)
     again = Schedule(delay_s=0.0, loss=0.05, seed=5)
     assert [again.decide(float(i)) is None for i in range(20000)] == [d is None for d in decided]
+
+
+def test_the_decision_log_names_the_drops_and_draws_of_a_seed():
+    """The log is what two runs compare: the same seed logs the same drops and draws, whatever
+    the arrival times; another seed logs others."""
+    a = Schedule(delay_s=0.01, jitter_s=0.002, loss=0.05, seed=5)
+    b = Schedule(delay_s=0.01, jitter_s=0.002, loss=0.05, seed=5)
+    c = Schedule(delay_s=0.01, jitter_s=0.002, loss=0.05, seed=6)
+    decided = [a.decide(i * 0.001) for i in range(3000)]
+    for i in range(3000):
+        b.decide(i * 0.37)
+        c.decide(i * 0.001)
+    log = a.decisions()
+    assert log["decided"] == 3000
+    assert log["drops"] == [i for i, d in enumerate(decided) if d is None][:200]
+    assert len(log["drawn_us"]) == 200 and all(8000 <= d <= 12000 for d in log["drawn_us"])
+    assert b.decisions() == log
+    assert c.decisions()["drops"] != log["drops"]
+    assert c.decisions()["drawn_us"] != log["drawn_us"]
 
 
 @pytest.mark.parametrize(
@@ -275,3 +296,146 @@ def test_distribution_changes_at_run_time_and_bad_ones_are_refused():
     engine = Engine(Schedule(delay_s=0.01, jitter_s=0.001))
     answer = engine.control({"op": "set", "distribution": "normal", "jitter_us": 2000})
     assert answer["params"]["distribution"] == "normal"
+
+
+# -- run-time changes (the control socket's handler, without the socket) -----------------------
+
+
+def test_schedule_update_keeps_order_and_validates_all_or_nothing():
+    s = Schedule(delay_s=0.1)
+    first = s.decide(0.0)
+    s.update(delay_s=0.01)
+    assert s.decide(0.001) == pytest.approx(first)  # never before a held, earlier packet
+    assert s.decide(0.5) == pytest.approx(0.51)
+    with pytest.raises(ValueError):
+        s.update(delay_s=0.2, loss=2.0)
+    assert s.delay_s == 0.01 and s.loss == 0.0
+
+
+class Held:
+    def __init__(self, log: list[int], n: int) -> None:
+        self.log, self.n = log, n
+
+    def accept(self) -> None:
+        self.log.append(self.n)
+
+
+def test_engine_control_set_keeps_held_packets_and_their_times():
+    now = [0.0]
+    engine = Engine(Schedule(delay_s=0.05), clock=lambda: now[0])
+    log: list[int] = []
+    engine.on_packet(Held(log, 0))
+    answer = engine.control({"op": "set", "delay_us": 1000, "loss": 0.0})
+    assert answer["params"]["delay_s"] == pytest.approx(0.001) and answer["held"] == 1
+    now[0] = 0.01
+    engine.on_packet(Held(log, 1))  # would be due at 0.011, but waits behind packet 0
+    now[0] = 0.02
+    engine.release_due()
+    assert log == []
+    now[0] = 0.05
+    engine.release_due()
+    assert log == [0, 1]
+    assert engine.control({"op": "note", "note": {"x": 1}})["note"] == {"x": 1}
+    assert engine.control({"op": "status"})["note"] == {"x": 1}  # kept for every status
+    with pytest.raises(ValueError, match="unknown op 'explode'"):
+        engine.control({"op": "explode"})
+    with pytest.raises(ValueError, match="note"):
+        engine.control({"op": "note", "note": [1, 2]})
+
+
+def test_idle_engine_keeps_the_note_and_refuses_set():
+    idle = Idle()
+    assert idle.control({"op": "status"}) == {"engine": "idle", "note": {}}
+    assert idle.control({"op": "note", "note": {"kind": "netem"}})["note"] == {"kind": "netem"}
+    assert idle.control({"op": "status"})["note"] == {"kind": "netem"}
+    with pytest.raises(ValueError, match="unknown op 'set'"):
+        idle.control({"op": "set", "delay_us": 1})
+
+
+# -- the compiled loop's Python side (the loop itself runs in tests/e2e/test_engine_loop.py) -----
+
+
+class FakeCompiled:
+    """What ``echolab_fastloop.Loop`` does with its callbacks, without a queue: decides a batch,
+    reports wake-ups, serves the control socket, then stops as SIGTERM would."""
+
+    def __init__(self, arrivals: list[float], lates: list[float]) -> None:
+        self.arrivals, self.lates = arrivals, lates
+        self.decided: list[float | None] = []
+        self.spins: list[float] = []
+        self.fixed: list[tuple[float | None, float]] = []
+        self.last = float("-inf")
+
+    def set_fixed(self, delay_s: float | None, last_release: float) -> None:
+        self.fixed.append((delay_s, last_release))
+
+    def last_release(self) -> float:
+        return self.last
+
+    def run(self, on_batch, on_wakes, control_fd=-1, serve=None) -> None:
+        self.decided = list(on_batch(self.arrivals))
+        self.spins.append(on_wakes(self.lates))
+        if serve is not None:
+            serve()
+        raise Stop
+
+    def drain(self) -> dict[str, object]:
+        late = array("d", [5.0, 15.0, 25.0]).tobytes()
+        return {
+            "seen": 4, "dropped": 1, "released": 3, "stamped": 0, "held": 0,
+            "verdict_errors": 0, "enobufs": 2, "spin_s": 0.0,
+            "samples": {"late_us": late, "drawn_us": b"", "held_us": b"",
+                        "recv_lag_us": b"", "wake_late_us": b""},
+        }  # fmt: skip
+
+
+def test_compiled_loop_decides_with_the_schedule_and_learns_the_spin():
+    engine = Engine(Schedule(delay_s=0.01, loss=0.3, seed=5))
+    reference = Schedule(delay_s=0.01, loss=0.3, seed=5)
+    arrivals = [i * 0.001 for i in range(200)]
+    fake = FakeCompiled(arrivals, [30e-6] * 64)
+    served: list[bool] = []
+
+    class Control:
+        def fileno(self) -> int:
+            return 99
+
+        def serve(self) -> None:
+            served.append(True)
+
+    with pytest.raises(Stop):
+        engine.run_compiled(fake, Control())
+    # the same seed, the same decisions, packet for packet, as the Python loop would take
+    assert fake.decided == [reference.decide(a) for a in arrivals]
+    assert any(d is None for d in fake.decided)
+    assert fake.spins == [pytest.approx(45e-6)]  # 99th percentile (30 us) + 15 us
+    assert served == [True]
+
+
+def test_compiled_loop_counters_and_samples_reach_the_summary():
+    engine = Engine(Schedule(delay_s=0.01))
+    engine.compiled = FakeCompiled([], [])
+    summary = engine.summary()
+    assert (summary["seen"], summary["dropped"], summary["released"]) == (4, 1, 3)
+    assert summary["late_us_p50"] == 15.0 and summary["late_us_max"] == 25.0
+    assert summary["loop"] == "compiled" and summary["queue_overflows"] == 2
+    assert len(engine.stats.late_us) == 3
+    engine.summary()  # each status appends what the loop hands over (only new samples)
+    assert len(engine.stats.late_us) == 6
+
+
+def test_compiled_loop_decides_alone_only_while_the_schedule_draws_nothing():
+    assert Schedule(delay_s=0.01).fixed() == 0.01
+    assert Schedule(delay_s=0.01, loss=0.1).fixed() is None
+    assert Schedule(delay_s=0.01, jitter_s=0.001).fixed() is None
+    engine = Engine(Schedule(delay_s=0.05))
+    fake = FakeCompiled([], [])
+    with pytest.raises(Stop):
+        engine.run_compiled(fake)
+    assert fake.fixed == [(0.05, float("-inf"))]  # the loop applies 50 ms itself
+    fake.last = 7.05  # it released up to there meanwhile
+    engine.control({"op": "set", "jitter_us": 1000})
+    assert fake.fixed[-1] == (None, 7.05)  # jitter draws: Python decides again, from 7.05
+    assert engine.schedule.decide(6.9) == 7.05  # drawn ~6.95: held to the loop's last
+    engine.control({"op": "set", "jitter_us": 0, "delay_us": 1000})
+    assert fake.fixed[-1] == (0.001, 7.05)

@@ -6,8 +6,10 @@ import json
 
 import pytest
 
-from harness.faults import Impairment, netem, nfqueue
-from harness.faults.preflight import FaultUnsupported, parse_report
+from harness.errors import FaultUnsupported
+from harness.faults import Impairment, netem
+from harness.faults import engine as nfqueue
+from harness.faults.capabilities import parse_report
 
 
 def test_netem_egress_delay_jitter_loss_rate():
@@ -51,6 +53,20 @@ def test_netem_ingress_goes_through_ifb():
     assert not any(argv[5:7] == ["root", "netem"] and "eth0" in argv for argv in plan.apply)
 
 
+def test_netem_removes_only_its_own_directions():
+    """An ingress fault stacks beside an egress one: neither's removal (nor the sidecar's
+    clean-up before apply, which runs the same commands) may delete the other's qdisc."""
+    egress = netem.plan(Impairment.parse(delay="5ms")).remove
+    ingress = netem.plan(Impairment.parse(delay="5ms", direction="ingress")).remove
+    both = netem.plan(Impairment.parse(delay="5ms", direction="both")).remove
+    assert egress == [["tc", "qdisc", "del", "dev", "eth0", "root"]]
+    assert ingress == [
+        ["tc", "qdisc", "del", "dev", "eth0", "ingress"],
+        ["ip", "link", "del", "ifb0"],
+    ]
+    assert both == egress + ingress
+
+
 def test_netem_both_directions():
     plan = netem.plan(Impairment.parse(delay="5ms", direction="both"))
     devs = [argv[4] for argv in plan.apply if argv[:3] == ["tc", "qdisc", "replace"]]
@@ -86,7 +102,7 @@ def test_nfqueue_both_directions_and_reorder():
 
 def test_rate_alone_is_kernel_tbf_with_an_idle_sidecar():
     plan = nfqueue.plan(Impairment.parse(rate="1mbit"))
-    assert plan.backend == "tbf" and plan.engine == ["idle"]
+    assert plan.mechanism == "tbf" and plan.engine is None and plan.command == ["idle"]
     assert plan.apply == [
         [
             "tc", "qdisc", "replace", "dev", "eth0", "root", "tbf",
@@ -97,7 +113,7 @@ def test_rate_alone_is_kernel_tbf_with_an_idle_sidecar():
 
 def test_rate_with_delay_is_both():
     plan = nfqueue.plan(Impairment.parse(delay="1ms", rate="100mbit"))
-    assert plan.backend == "nfqueue+tbf"
+    assert plan.mechanism == "nfqueue+tbf"
     assert plan.apply[-1][plan.apply[-1].index("burst") + 1] == str(100_000_000 // 8 // 50)
 
 
@@ -113,7 +129,7 @@ def test_preflight_report_chooses_the_user_space_engine_without_netem():
     report = parse_report("noise\n" + json.dumps(PROBE_HERE))
     assert report.can() == {"latency": "nfqueue", "loss": "nfqueue", "bandwidth": "tbf"}
     imp = Impairment.parse(delay="1ms")
-    assert report.backend_for(imp) == "nfqueue"
+    assert report.backend_for(imp).name == "nfqueue"
     with pytest.raises(FaultUnsupported, match="qdisc kind is unknown"):
         report.backend_for(imp, "netem")
     with pytest.raises(ValueError, match="backend must be"):
@@ -122,13 +138,13 @@ def test_preflight_report_chooses_the_user_space_engine_without_netem():
 
 def test_preflight_report_prefers_netem_and_refuses_what_cannot_be_done():
     with_netem = parse_report(json.dumps({**PROBE_HERE, "netem": {"ok": True, "detail": ""}}))
-    assert with_netem.backend_for(Impairment.parse(delay="1ms")) == "netem"
+    assert with_netem.backend_for(Impairment.parse(delay="1ms")).name == "netem"
     nothing = parse_report(
         json.dumps({**PROBE_HERE, "nfqueue": {"ok": False, "detail": "no queue"}})
     )
     with pytest.raises(FaultUnsupported, match=r"NFQUEUE \(no queue\)"):
         nothing.backend_for(Impairment.parse(loss="1%"))
-    assert nothing.backend_for(Impairment.parse(rate="1mbit")) == "nfqueue"
+    assert nothing.backend_for(Impairment.parse(rate="1mbit")).name == "nfqueue"
 
 
 def test_netem_keeps_order_under_jitter_unless_told_not_to():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.faults import Fault, Impairment, parse_duration, parse_percent, parse_rate
+from harness.faults.model import Fault, Impairment, parse_duration, parse_percent, parse_rate
 
 
 @pytest.mark.parametrize(
@@ -110,6 +110,6 @@ def test_distribution_defaults_to_uniform_and_reaches_the_latency_fault():
 def test_the_engine_knows_the_same_distributions():
     from echolab_fault_engine import schedule
 
-    from harness.faults.spec import DISTRIBUTIONS
+    from harness.faults.model import DISTRIBUTIONS
 
     assert schedule.DISTRIBUTIONS == DISTRIBUTIONS

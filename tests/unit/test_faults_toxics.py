@@ -11,11 +11,10 @@ import json
 import random
 
 import pytest
-
-from harness.faults.proxy.chain import Chain, affected
-from harness.faults.proxy.link import Proxy
-from harness.faults.proxy.toxics import Close, Emit, Eof, ToxicSpec
-from harness.faults.proxy.toxics.base import Toxic
+from echolab_proxy.chain import Chain, affected
+from echolab_proxy.link import Relay
+from echolab_proxy.toxics import Close, Emit, Eof, ToxicSpec
+from echolab_proxy.toxics.base import Toxic
 
 
 def build(kind: str, **attributes: object) -> Toxic:
@@ -233,10 +232,10 @@ async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
     writer.close()
 
 
-async def _through_proxy(toxics: list[ToxicSpec], payload: bytes) -> tuple[bytes, float, Proxy]:
+async def _through_proxy(toxics: list[ToxicSpec], payload: bytes) -> tuple[bytes, float, Relay]:
     upstream = await asyncio.start_server(_echo, "127.0.0.1", 0)
     port = upstream.sockets[0].getsockname()[1]
-    proxy = Proxy(upstream=("127.0.0.1", port), seed=1)
+    proxy = Relay(upstream=("127.0.0.1", port), seed=1)
     for spec in toxics:
         proxy.add(spec)
     listener = await asyncio.start_server(proxy.handle, "127.0.0.1", 0)
@@ -268,7 +267,7 @@ def test_link_latency_and_slicing_on_loopback():
 def test_link_reset_peer_resets_the_client():
     async def run() -> BaseException | bytes:
         upstream = await asyncio.start_server(_echo, "127.0.0.1", 0)
-        proxy = Proxy(upstream=("127.0.0.1", upstream.sockets[0].getsockname()[1]))
+        proxy = Relay(upstream=("127.0.0.1", upstream.sockets[0].getsockname()[1]))
         proxy.add(ToxicSpec("reset_peer", attributes={"timeout": 100}))
         listener = await asyncio.start_server(proxy.handle, "127.0.0.1", 0)
         reader, writer = await asyncio.open_connection(*listener.sockets[0].getsockname()[:2])

@@ -1,85 +1,23 @@
-"""Run-time changes and stacking, without Docker: the engine's control, slots, plans, the CLI's
-validation (exit 2 before anything is touched)."""
+"""Run-time changes and stacking, without Docker: slots, plans, the CLI's validation (exit 2
+before anything is touched). The engine's own run-time changes are tested in
+test_faults_engine.py, the control socket in test_control_protocol.py."""
 
 from __future__ import annotations
 
 import json
-import select
-import threading
-from types import SimpleNamespace
 
 import pytest
-from echolab_fault_engine.control import Control, request
-from echolab_fault_engine.engine import Engine
-from echolab_fault_engine.schedule import Schedule
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from harness import cli
-from harness.faults import FaultError, Impairment, netem, nfqueue
-from harness.faults.api import Applied, _slot_for, impairment_of
-from harness.faults.sidecar import DESCRIPTION, SLOT
-from harness.faults.spec import DISTRIBUTIONS
-
-
-def test_schedule_update_keeps_order_and_validates_all_or_nothing():
-    s = Schedule(delay_s=0.1)
-    first = s.decide(0.0)
-    s.update(delay_s=0.01)
-    assert s.decide(0.001) == pytest.approx(first)  # never before a held, earlier packet
-    assert s.decide(0.5) == pytest.approx(0.51)
-    with pytest.raises(ValueError):
-        s.update(delay_s=0.2, loss=2.0)
-    assert s.delay_s == 0.01 and s.loss == 0.0
-
-
-class Held:
-    def __init__(self, log: list[int], n: int) -> None:
-        self.log, self.n = log, n
-
-    def accept(self) -> None:
-        self.log.append(self.n)
-
-
-def test_engine_control_set_keeps_held_packets_and_their_times():
-    now = [0.0]
-    engine = Engine(Schedule(delay_s=0.05), clock=lambda: now[0])
-    log: list[int] = []
-    engine.on_packet(Held(log, 0))
-    answer = engine.control({"op": "set", "delay_us": 1000, "loss": 0.0})
-    assert answer["params"]["delay_s"] == pytest.approx(0.001) and answer["held"] == 1
-    now[0] = 0.01
-    engine.on_packet(Held(log, 1))  # would be due at 0.011, but waits behind packet 0
-    now[0] = 0.02
-    engine.release_due()
-    assert log == []
-    now[0] = 0.05
-    engine.release_due()
-    assert log == [0, 1]
-    assert engine.control({"op": "note", "note": {"x": 1}})["note"] == {"x": 1}
-    with pytest.raises(ValueError, match="unknown op"):
-        engine.control({"op": "explode"})
-
-
-def test_control_socket_round_trip(tmp_path):
-    path = str(tmp_path / "engine.sock")
-    control = Control(lambda req: {"echo": req["v"]}, path)
-    try:
-        answers: list[dict] = []
-        thread = threading.Thread(target=lambda: answers.append(request({"v": 7}, path)))
-        thread.start()
-        assert select.select([control], [], [], 5)[0]
-        control.serve()
-        thread.join(5)
-        assert answers == [{"ok": True, "echo": 7}]
-        bad = threading.Thread(target=lambda: answers.append(request({"w": 1}, path)))
-        bad.start()
-        select.select([control], [], [], 5)
-        control.serve()
-        bad.join(5)
-        assert answers[-1]["ok"] is False
-    finally:
-        control.close()
+from harness.errors import ConfigError, FaultError
+from harness.faults import engine as nfqueue
+from harness.faults import netem
+from harness.faults.backend import Plan
+from harness.faults.capabilities import BACKENDS
+from harness.faults.impair import Applied, Held, describe, free_slot, impairment_of
+from harness.faults.model import DISTRIBUTIONS, Impairment
 
 
 def test_slots_use_their_own_table_and_queue_and_remove_only_themselves():
@@ -113,28 +51,55 @@ def test_update_plans_change_in_place():
     assert [argv[4] for argv in both] == ["eth0", netem.IFB]
 
 
-def _held(slot: int, **described: object) -> SimpleNamespace:
-    return SimpleNamespace(
-        name=f"t-fault{slot}", labels={SLOT: str(slot), DESCRIPTION: json.dumps(described)}
-    )
+def _held(slot: int, backend: str = "nfqueue", **words: object) -> Held:
+    return Held(f"t-fault{slot}", slot, backend, Impairment.parse(**words))  # type: ignore[arg-type]
 
 
 def test_slot_allocation_and_conflicts():
-    target = SimpleNamespace(name="t")
     delay = Impairment.parse(delay="1ms")
-    assert _slot_for(target, [], delay, "nfqueue") == 0
-    assert _slot_for(target, [_held(0, direction="egress")], delay, "nfqueue") == 1
-    assert _slot_for(target, [_held(1, direction="egress")], delay, "nfqueue") == 0
-    full = [_held(i, direction="egress") for i in range(3)]
+    engine, kernel = BACKENDS["nfqueue"], BACKENDS["netem"]
+    assert free_slot("t", [], delay, engine) == 0
+    assert free_slot("t", [_held(0, delay="1ms")], delay, engine) == 1
+    assert free_slot("t", [_held(1, delay="1ms")], delay, engine) == 0
+    block = Held("t-fault0-block", 0, "iptables", None)
+    assert free_slot("t", [block], delay, engine) == 0  # a block takes no slot
+    full = [_held(i, delay="1ms") for i in range(3)]
     with pytest.raises(FaultError, match="3 faults"):
-        _slot_for(target, full, delay, "nfqueue")
+        free_slot("t", full, delay, engine)
     with pytest.raises(FaultError, match="one rate per target"):
-        _slot_for(target, [_held(0, rate_bit_s=1e6)], Impairment.parse(rate="1mbit"), "nfqueue")
-    netem_held = [_held(0, direction="egress", backend="netem")]
+        free_slot("t", [_held(0, rate="1mbit")], Impairment.parse(rate="1mbit"), engine)
+    netem_held = [_held(0, "netem", delay="1ms")]
     with pytest.raises(FaultError, match="one qdisc per direction"):
-        _slot_for(target, netem_held, delay, "netem")
+        free_slot("t", netem_held, delay, kernel)
     ingress = Impairment.parse(delay="1ms", direction="ingress")
-    assert _slot_for(target, netem_held, ingress, "netem") == 1
+    assert free_slot("t", netem_held, ingress, kernel) == 1
+
+
+def test_update_is_checked_by_the_backend_before_anything_changes():
+    """A rate-only engine fault has no engine to take a delay; rate cannot come or go; the
+    fixed words cannot change; netem changes everything in place."""
+    rate_only = Impairment.parse(rate="1mbit")
+    plan = nfqueue.plan(rate_only)
+    applied = Applied(BACKENDS["nfqueue"], rate_only, ["server"])
+    applied.sidecars = [_FakeSidecar(plan)]  # type: ignore[list-item]
+    with pytest.raises(ConfigError, match="no packet engine"):
+        applied.check(delay="5ms")
+    assert applied.check(rate="2mbit").rate == 2_000_000
+    delayed = Impairment.parse(delay="5ms")
+    with_engine = Applied(BACKENDS["nfqueue"], delayed, ["server"])
+    with_engine.sidecars = [_FakeSidecar(nfqueue.plan(delayed))]  # type: ignore[list-item]
+    with pytest.raises(ConfigError, match="rate cannot be added"):
+        with_engine.check(rate="1mbit")
+    with pytest.raises(ConfigError, match="direction cannot change"):
+        with_engine.check(direction="both")
+    kernel = Applied(BACKENDS["netem"], delayed, ["server"])
+    kernel.sidecars = [_FakeSidecar(netem.plan(delayed))]  # type: ignore[list-item]
+    assert kernel.check(rate="1mbit", delay="7ms").delay == pytest.approx(0.007)
+
+
+class _FakeSidecar:
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
 
 
 @pytest.mark.parametrize(
@@ -182,7 +147,7 @@ def test_a_fault_in_force_reads_back_from_its_description_and_words(
         keep_order=keep_order,
         distribution=distribution,
     )
-    described = Applied("nfqueue", original, ["server"], None).describe()
+    described = describe("nfqueue", "nfqueue", original, ["server"])
     found = impairment_of(json.loads(json.dumps(described)))
     assert found == original
     again = Impairment.parse(**found.words())
@@ -197,3 +162,19 @@ def test_a_fault_in_force_reads_back_from_its_description_and_words(
 def test_cli_update_says_what_is_missing_before_docker_is_touched(capsys):
     assert cli.main(["update", "server", "--project", "nowhere"]) == 2
     assert "nothing to change" in capsys.readouterr().err
+
+
+def test_a_fault_whose_engine_released_late_says_it_drifted():
+    class Gone:  # a removed sidecar: only what its engine counted last
+        def __init__(self, stats: dict[str, object]) -> None:
+            self.target_name, self.stats = "lab-server", stats
+
+    on_time = {"late_us_p50": 3.0, "late_us_p99": 150.0, "late_us_max": 900.0, "released": 10}
+    applied = Applied(BACKENDS["nfqueue"], Impairment.parse(delay="1ms"), ["server"])
+    applied.sidecars = [Gone(on_time)]  # type: ignore[list-item]
+    assert applied.drifted() == {}
+    applied.sidecars = [Gone({**on_time, "late_us_p99": 1668.4})]  # type: ignore[list-item]
+    (why,) = applied.drifted().values()
+    assert "lab-server" in why and "p99 1668.4 us" in why and "drifted" in why
+    applied.sidecars = [Gone({})]  # type: ignore[list-item]  # a kernel fault counts nothing
+    assert applied.drifted() == {}

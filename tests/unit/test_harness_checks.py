@@ -26,6 +26,7 @@ class Ex:
     seq: int
     request: str
     reply: str
+    connection: int = 0
 
 
 def ex(

@@ -1,14 +1,11 @@
-"""Lab specs, waiting, labels and Compose commands: pure or local, no Docker."""
+"""Lab specs, waiting and Compose commands: pure or local, no Docker (labels: test_sessions)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
 
-from harness import compose, labels
+from harness import compose
+from harness.errors import SetupError
 from harness.spec import LabSpec, ServerSpec, Workload
 from harness.waiting import NotReady, WaitTimeout, wait_for
 
@@ -71,15 +68,6 @@ def test_wait_for_lets_unexpected_errors_through() -> None:
         wait_for("x", broken, timeout=1, sleep=lambda s: None)
 
 
-def test_owner_is_gone_only_for_dead_owners() -> None:
-    assert not labels.owner_is_gone({labels.OWNER_PID: str(os.getpid())})
-    assert not labels.owner_is_gone({labels.OWNER_PID: "0"})
-    assert not labels.owner_is_gone({})
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    assert labels.owner_is_gone({labels.OWNER_PID: str(dead.pid)})
-
-
 def test_compose_command_always_names_file_and_project() -> None:
     tool = compose.Compose(("docker", "compose"), "2.40.3")
     argv = tool.command("echolab-x", "up", "-d")
@@ -90,5 +78,5 @@ def test_compose_command_always_names_file_and_project() -> None:
 
 def test_forced_compose_that_is_missing_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ECHOLAB_COMPOSE", "no-such-compose-binary")
-    with pytest.raises(RuntimeError, match="no Docker Compose found"):
+    with pytest.raises(SetupError, match="no Docker Compose found"):
         compose.detect()

@@ -156,6 +156,56 @@ def test_raw_framer_property(data: bytes) -> None:
     assert all(0 < len(c) <= RAW_CHUNK for c in chunks)
 
 
+def replies_or_error(framer: LineFramer | RawFramer, data: bytes) -> tuple[bytes, int] | str:
+    try:
+        return framer.replies(data, STAMP)
+    except LineTooLong as exc:
+        return f"LineTooLong {exc.requests!r}"
+
+
+def feed_or_error(framer: LineFramer | RawFramer, data: bytes) -> tuple[bytes, int] | str:
+    try:
+        requests = framer.feed(data)
+    except LineTooLong as exc:
+        return f"LineTooLong {exc.requests!r}"
+    return format_replies(requests, STAMP), len(requests)
+
+
+@given(
+    stream=stream_bytes,
+    cuts=st.lists(st.integers(0, 400), max_size=30),
+    max_line=st.sampled_from([1, 4, 16, 65536]),
+    raw=st.booleans(),
+)
+def test_replies_equal_feed_then_format(
+    stream: bytes, cuts: list[int], max_line: int, raw: bool
+) -> None:
+    """replies() is feed() then format_replies(), read by read: same bytes, counts, errors
+    (with the requests before an overlong line) and the same partial line kept."""
+    fast, slow = (RawFramer(), RawFramer()) if raw else (LineFramer(max_line), LineFramer(max_line))
+    for segment in split_at(stream, cuts):
+        assert replies_or_error(fast, segment) == feed_or_error(slow, segment)
+        assert fast.buffered == slow.buffered
+
+
+def test_replies_of_whole_lines_in_one_read() -> None:
+    framer = LineFramer(max_line=8)
+    assert framer.replies(b"a\n\nbc\n", STAMP) == (
+        STAMP + b"a\n" + STAMP + b"\n" + STAMP + b"bc\n",
+        3,
+    )
+    assert framer.replies(b"12345678\n", STAMP) == (STAMP + b"12345678\n", 1)
+    with pytest.raises(LineTooLong):
+        framer.replies(b"123456789\n", STAMP)
+
+
+def test_replies_complete_a_buffered_line() -> None:
+    framer = LineFramer(max_line=8)
+    assert framer.replies(b"ab", STAMP) == (b"", 0)
+    assert framer.replies(b"c\nd\n", STAMP) == (STAMP + b"abc\n" + STAMP + b"d\n", 2)
+    assert framer.buffered == 0
+
+
 def test_make_framer() -> None:
     assert isinstance(make_framer("line", 10), LineFramer)
     assert isinstance(make_framer("raw", 10), RawFramer)

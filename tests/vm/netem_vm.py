@@ -18,8 +18,8 @@ NIC (``-nic none``): traffic runs between two network namespaces inside it. Resu
 The image is cached under ``.cache/netem-vm/<recipe hash>/`` in the repository root: a change
 to the recipe below (packages, init script, initramfs settings) builds a new one.
 
-    .venv/bin/python tests/vm/netem_vm.py build    # build (or reuse) the image, print its path
-    .venv/bin/python tests/vm/netem_vm.py run      # build/reuse, boot, print the result lines
+    .venv/bin/python -m tests.vm.netem_vm build    # build (or reuse) the image, print its path
+    .venv/bin/python -m tests.vm.netem_vm run      # build/reuse, boot, print the result lines
 """
 
 from __future__ import annotations
@@ -39,14 +39,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # run as a script: the harness is imported from the checkout
-    sys.path.insert(0, str(ROOT))
+from harness import paths
+from harness.faults import bandwidth, netem
+from harness.faults import engine as nfqueue
+from harness.faults.model import Impairment
 
-from harness.faults import bandwidth, netem, nfqueue  # noqa: E402
-from harness.faults.spec import Impairment  # noqa: E402
-
-CACHE = ROOT / ".cache" / "netem-vm"
+CACHE = paths.CACHE / "netem-vm"
 PAYLOAD = Path(__file__).with_name("netem_payload.py")
 QEMU = "qemu-system-x86_64"
 RESULT_PREFIX = "ECHOLAB-NETEM "
@@ -102,9 +100,10 @@ fi
 echo o > /proc/sysrq-trigger
 sleep 30
 """
+INIT_PATH = "/usr/local/sbin/echolab-init"
 KERNEL_CMDLINE = (
     "console=ttyS0 root=/dev/vda ro rootfstype=ext4 fastboot quiet loglevel=3 panic=-1 "
-    "init=/usr/local/sbin/echolab-init"
+    f"init={INIT_PATH}"
 )
 BUILD_TIMEOUT = 600.0
 INSTALL_TIMEOUT = 300.0
@@ -113,8 +112,34 @@ SOURCE_DATE_EPOCH = "1700000000"  # fixed timestamps in the rootfs and the file 
 FS_UUID = "6e657465-6d00-4000-8000-6563686f6c61"
 
 
+NOT_OPTED_IN = "boots a VM: opt in with ECHOLAB_VM=1"
+
+
+def opted_in() -> bool:
+    """``ECHOLAB_VM=1``: the VM tests must run, and a VM that cannot be made fails them."""
+    return os.environ.get("ECHOLAB_VM") == "1"
+
+
 class Unavailable(RuntimeError):
-    """This machine cannot run the VM (no /dev/kvm, no QEMU and no way to install it)."""
+    """This machine cannot run the VM (no /dev/kvm, no QEMU and no way to install it): a
+    failure under ``ECHOLAB_VM=1`` (``opted_in``), which promises the VM tests ran."""
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """What one cached VM image is made of: this module's, or ``docker_vm``'s. The build is
+    the same for both: mmdebstrap, the init script at ``INIT_PATH``, a read-only ext4 root."""
+
+    name: str  # the cache folder under .cache/
+    label: str  # the root file system's (16 characters at most)
+    packages: tuple[str, ...]
+    init_script: str
+    key: str  # the hash of everything above and of what the caller adds: the cache key
+    mount_points: tuple[str, ...] = ()  # empty directories made in the (read-only) root
+
+    @property
+    def cache(self) -> Path:
+        return paths.CACHE / self.name
 
 
 @dataclass(frozen=True)
@@ -160,6 +185,10 @@ def recipe_key() -> str:
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def recipe() -> Recipe:
+    return Recipe("netem-vm", "echolab-netem", PACKAGES, INIT_SCRIPT, recipe_key())
+
+
 def log(message: str) -> None:
     print(f"netem-vm: {message}", file=sys.stderr, flush=True)
 
@@ -197,6 +226,13 @@ def accelerator() -> str:
     if forced:
         raise Unavailable(f"ECHOLAB_VM_ACCEL must be kvm or tcg, got {forced!r}")
     return "tcg" if Path("/sys/module/kvm_pvm").exists() else "kvm"
+
+
+def accel_args(accel: str) -> list[str]:
+    """QEMU's arguments for ``accelerator()``'s choice."""
+    if accel == "kvm":
+        return ["-enable-kvm", "-cpu", "host"]
+    return ["-accel", "tcg,tb-size=256", "-cpu", "max"]
 
 
 def check_host() -> str:
@@ -238,7 +274,7 @@ def _run(argv: list[str], timeout: float, env: dict[str, str] | None = None) -> 
         raise RuntimeError(f"{argv[0]} failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
 
 
-def _mmdebstrap(rootfs: Path) -> None:
+def _mmdebstrap(rootfs: Path, packages: tuple[str, ...] = PACKAGES) -> None:
     """Debian bookworm, minbase plus the packages; the initramfs settings go in before the
     kernel is installed (essential hook), so its postinst builds the small initrd directly."""
     conf = "$1/etc/initramfs-tools/conf.d/echolab"
@@ -252,7 +288,7 @@ def _mmdebstrap(rootfs: Path) -> None:
         "mmdebstrap",
         "--quiet",
         "--variant=minbase",
-        f"--include={','.join(PACKAGES)}",
+        f"--include={','.join(packages)}",
         '--aptopt=APT::Install-Recommends "false"',
         *[f"--dpkgopt=path-exclude={pattern}" for pattern in EXCLUDES],
         f"--essential-hook={hook}",
@@ -291,18 +327,20 @@ def _clamp_times(tree: Path, epoch: int) -> None:
                 os.utime(path, (epoch, epoch), follow_symlinks=False)
 
 
-def _build(target: Path) -> None:
+def _build(target: Path, recipe: Recipe) -> None:
     work = Path(tempfile.mkdtemp(prefix="build-", dir=target.parent))
     try:
         rootfs = work / "rootfs"
         started = time.monotonic()
-        log(f"mmdebstrap {SUITE} ({', '.join(PACKAGES)}), about a minute")
-        _mmdebstrap(rootfs)
+        log(f"mmdebstrap {SUITE} ({', '.join(recipe.packages)}), a minute or two")
+        _mmdebstrap(rootfs, recipe.packages)
         log(f"rootfs ready in {time.monotonic() - started:.0f} s")
-        init = rootfs / "usr/local/sbin/echolab-init"
+        init = rootfs / INIT_PATH.lstrip("/")
         init.parent.mkdir(parents=True, exist_ok=True)
-        init.write_text(INIT_SCRIPT)
+        init.write_text(recipe.init_script)
         init.chmod(0o755)
+        for directory in recipe.mount_points:
+            (rootfs / directory.lstrip("/")).mkdir(parents=True, exist_ok=True)
         _clamp_times(rootfs, int(SOURCE_DATE_EPOCH))
         out = work / "image"
         out.mkdir()
@@ -313,12 +351,12 @@ def _build(target: Path) -> None:
         env = {**os.environ, "E2FSPROGS_FAKE_TIME": SOURCE_DATE_EPOCH}
         # A fixed UUID and hash seed (and time): the same tree gives the same image.
         mkfs = [
-            "mkfs.ext4", "-q", "-F", "-L", "echolab-netem", "-O", "^has_journal",
+            "mkfs.ext4", "-q", "-F", "-L", recipe.label, "-O", "^has_journal",
             "-U", FS_UUID, "-E", f"hash_seed={FS_UUID}",
             "-d", str(rootfs), str(out / "rootfs.img"), f"{size}M",
         ]  # fmt: skip
         _run(mkfs, 120, env)
-        manifest = {"key": recipe_key(), "kernel": kernel_version, "rootfs_mib": size}
+        manifest = {"key": recipe.key, "kernel": kernel_version, "rootfs_mib": size}
         (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
         out.rename(target)
         log(
@@ -328,15 +366,23 @@ def _build(target: Path) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def ensure_image() -> VmImage:
-    """The cached image for the current recipe, built first if it is not there."""
+def build_image(recipe: Recipe) -> VmImage:
+    """The cached image of ``recipe``, built first if it is not there (one builder at a time)."""
     check_host()
-    target = CACHE / recipe_key()
-    with _locked(CACHE / ".lock"):
+    target = recipe.cache / recipe.key
+    with _locked(recipe.cache / ".lock"):
         if not (target / "manifest.json").exists():
             shutil.rmtree(target, ignore_errors=True)
-            _build(target)
+            _build(target, recipe)
+            for old in recipe.cache.glob("*/manifest.json"):  # earlier recipes' (a GiB each)
+                if old.parent != target:
+                    shutil.rmtree(old.parent, ignore_errors=True)
     return VmImage(target)
+
+
+def ensure_image() -> VmImage:
+    """The cached image for the current recipe, built first if it is not there."""
+    return build_image(recipe())
 
 
 def expectation(impairment: Impairment) -> dict[str, Any]:
@@ -373,11 +419,11 @@ def _tbf_case(name: str, before: Impairment, after: Impairment) -> dict[str, Any
     Its ``remove`` also deletes iptables rules, which this VM has no binary for (ignored)."""
     plan = nfqueue.plan(before, DEV)
     _, update = nfqueue.update(after, DEV)
-    if plan.engine != ["idle"]:
+    if plan.engine is not None:
         raise AssertionError("a rate-only nfqueue plan runs no user-space engine")
     return {
         "name": name,
-        "backend": plan.backend,
+        "backend": plan.mechanism,
         "probe": "rate",
         "impairment": before.words(),
         "updated_to": after.words(),
@@ -443,16 +489,11 @@ def cases() -> list[dict[str, Any]]:
 def run_vm(image: VmImage, plans: list[dict[str, Any]], timeout: float = BOOT_TIMEOUT) -> VmRun:
     """Boot the image once with these plans; the VM runs them all and powers off."""
     accel = check_host()
-    accel_args = (
-        ["-enable-kvm", "-cpu", "host"]
-        if accel == "kvm"
-        else ["-accel", "tcg,tb-size=256", "-cpu", "max"]
-    )
     with tempfile.TemporaryDirectory(prefix="netem-vm-") as work:
         plans_file = Path(work) / "plans.json"
         plans_file.write_text(json.dumps({"dev": DEV, "cases": plans}))
         argv = [
-            QEMU, *accel_args, "-smp", "1", "-m", "512",
+            QEMU, *accel_args(accel), "-smp", "1", "-m", "512",
             "-nographic", "-no-reboot", "-nic", "none",
             "-kernel", str(image.kernel), "-initrd", str(image.initrd),
             "-append", KERNEL_CMDLINE,

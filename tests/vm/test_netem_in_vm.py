@@ -10,17 +10,17 @@ Debian's mirror), later runs reuse it. See ``netem_vm.py`` for how the VM is mad
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
-import netem_vm
 import pytest
+
+from tests.vm import netem_vm
 
 pytestmark = [
     pytest.mark.vm,
-    pytest.mark.skipif(
-        os.environ.get("ECHOLAB_VM") != "1", reason="boots a VM: opt in with ECHOLAB_VM=1"
-    ),
+    # Not opted in: skipped, with why. Opted in (ECHOLAB_VM=1, as make test sets): run, and a
+    # VM that cannot be built or booted fails the run (``results``), never skips.
+    pytest.mark.skipif(not netem_vm.opted_in(), reason=netem_vm.NOT_OPTED_IN),
     # A first run builds the image; the project's 120 s default is for ordinary tests.
     pytest.mark.timeout(netem_vm.BUILD_TIMEOUT + netem_vm.BOOT_TIMEOUT + 60),
 ]
@@ -31,17 +31,22 @@ DELAY_SLACK_MS, DELAY_SLACK_FRACTION = 2.0, 0.05
 LOSS_SLACK = 0.02  # absolute: 2 percentage points
 RATE_SLACK_FRACTION = 0.05
 JITTER_SLACK_MS, JITTER_SLACK_FRACTION = 1.0, 0.2
+NORMAL_IQR_PER_SIGMA = 1.349  # the interquartile range of a normal law, in sigmas
 LEFTOVERS = ("netem", "ingress", "tbf", "ifb")
 
 
 @pytest.fixture(scope="module")
 def results() -> dict[str, dict[str, Any]]:
     """One boot runs every case (a boot is the expensive part); results by case name."""
+    unavailable = None
     try:
         image = netem_vm.ensure_image()
         run = netem_vm.run_vm(image, CASES)
     except netem_vm.Unavailable as error:
-        pytest.skip(str(error))
+        unavailable = str(error) or type(error).__name__
+    if unavailable is not None:
+        # Only reached with ECHOLAB_VM=1 (the module is skipped otherwise): a promise broken.
+        pytest.fail(f"ECHOLAB_VM=1 but the netem VM cannot run here: {unavailable}", pytrace=False)
     # Kept for a look after a failure (the cache directory is outside the tracked tree).
     (netem_vm.CACHE / "last-console.txt").write_text(run.console)
     print(f"netem VM ({run.accel}): {len(run.results)} records in {run.seconds:.1f} s")
@@ -102,9 +107,12 @@ def test_update_changes_in_place(results, name):
 
 @pytest.mark.parametrize("name", _of("delay") + _of("jitter"))
 def test_delay_added_then_updated(results, name):
-    """The median round trip grows by the configured delay, then by the updated one."""
+    """The median round trip grows by the configured delay, then by the updated one. The
+    unimpaired median is the lower of the two measured around the fault (before apply, after
+    removal): the emulated guest's slow spells only ever add to a round trip, and one of them
+    over the 50 baseline probes once lifted the reference by 3 ms."""
     record = results[name]
-    base = record["baseline"]["median_ms"]
+    base = min(record["baseline"]["median_ms"], record["removed"]["median_ms"])
     for stage in ("applied", "updated"):
         expected = record["expect"][stage]["delay_ms"]
         measured = record[stage]
@@ -118,14 +126,17 @@ def test_delay_added_then_updated(results, name):
 
 @pytest.mark.parametrize("name", _of("jitter"))
 def test_jitter_spreads_delay(results, name):
-    """``normal``: the round trips' standard deviation is the configured jitter."""
+    """``normal``: the round trips spread as the configured jitter (its sigma). Estimated from
+    the interquartile range (sigma = IQR / 1.349 for a normal law): a stall of the emulated
+    guest lifts a few probes by tens of ms, which inflates a standard deviation, not an IQR."""
     record = results[name]
     for stage in ("applied", "updated"):
         expected = record["expect"][stage]["jitter_ms"]
-        spread = record[stage]["stdev_ms"]
+        measured = record[stage]
+        spread = (measured["p75_ms"] - measured["p25_ms"]) / NORMAL_IQR_PER_SIGMA
         assert abs(spread - expected) <= JITTER_SLACK_MS + JITTER_SLACK_FRACTION * expected, (
-            f"{name} {stage}: stdev {spread:.2f} ms measured, {expected:g} ms configured"
-            + _noise(record[stage])
+            f"{name} {stage}: sigma {spread:.2f} ms measured (IQR; stdev "
+            f"{measured['stdev_ms']:.2f}), {expected:g} ms configured" + _noise(measured)
         )
 
 

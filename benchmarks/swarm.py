@@ -1,0 +1,130 @@
+"""N clients x M messages on a single-node Swarm (``SwarmLab``) against the single-machine
+``Lab`` doing the same, on the same engine; and what a client task holds in memory.
+
+For each engine, in one round: the time to bring the lab up (for Swarm: the registry, four
+pushes, the overlay, the agent and server services, health), then the time to run the clients
+(from the call to every result read back and checked, all messages answered). Memory: each
+running client task's cgroup usage (``docker stats``, one shot), sampled every second while the
+clients run, the peak per task; its median and maximum over the tasks.
+
+The swarm is made for the run if the engine is in none, and left afterwards (as the e2e test
+does). Run it under ``flock /tmp/echolab-heavy.lock`` on a shared machine. Exit status 1 if any
+run was not clean (a reply lost, duplicated, out of order) or a bound is missed: the swarm run
+of the clients must take no more than ``--bound`` times the single-machine one.
+
+    .venv/bin/python benchmarks/swarm.py [--clients 50] [--count 100] [--bound 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import docker
+
+from harness import Lab, LabSpec, RunResult, Workload, labels, session
+from harness.swarm import cluster
+from harness.swarm.lab import SwarmLab
+
+MIB = 1 << 20
+
+
+def sample_memory(client: docker.DockerClient, lab_id: str, stop: threading.Event) -> list[float]:
+    """Peak MiB per client container of ``lab_id`` seen while ``stop`` is not set."""
+    peaks: dict[str, float] = {}
+    wanted = {"label": [f"{labels.LAB}={lab_id}", f"{labels.ROLE}=client"], "status": "running"}
+
+    def one(ident: str) -> None:
+        try:
+            stats = client.api.stats(ident, stream=False, one_shot=True)
+        except docker.errors.APIError:
+            return
+        usage = (stats.get("memory_stats") or {}).get("usage")
+        if usage:
+            peaks[ident] = max(peaks.get(ident, 0.0), usage / MIB)
+
+    with ThreadPoolExecutor(8) as pool:
+        while not stop.is_set():
+            listed = [c["Id"] for c in client.api.containers(filters=wanted)]
+            list(pool.map(one, listed))
+            stop.wait(1.0)
+    return list(peaks.values())
+
+
+def timed(
+    client: docker.DockerClient, lab_id: str, run: Callable[[], RunResult]
+) -> tuple[float, RunResult, list[float]]:
+    stop = threading.Event()
+    memory: list[float] = []
+    sampler = threading.Thread(target=lambda: memory.extend(sample_memory(client, lab_id, stop)))
+    sampler.start()
+    began = time.monotonic()
+    try:
+        result = run()
+    finally:
+        stop.set()
+        sampler.join()
+    return time.monotonic() - began, result, memory
+
+
+def measure(
+    lab: Lab | SwarmLab, client: docker.DockerClient, n: int, workload: Workload
+) -> dict[str, float]:
+    began = time.monotonic()
+    lab.start()
+    try:
+        up = time.monotonic() - began
+        took, result, memory = timed(client, lab.id, lambda: lab.run_clients(n, workload))
+    finally:
+        lab.close()
+    return {
+        "up_s": round(up, 1),
+        "clients_s": round(took, 1),
+        "problems": len(result.problems()),
+        "median_rtt_ms": round(
+            statistics.median(e.rtt_ms for c in result.clients for e in c.exchanges), 3
+        ),
+        "memory_mib_median": round(statistics.median(memory), 1) if memory else 0.0,
+        "memory_mib_max": round(max(memory), 1) if memory else 0.0,
+        "tasks_sampled": len(memory),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--count", type=int, default=100)
+    parser.add_argument("--bound", type=float, default=3.0)
+    parser.add_argument("--out", default="results/swarm.json")
+    args = parser.parse_args()
+    client = docker.from_env(max_pool_size=32)
+    workload = Workload(count=args.count)
+    spec = LabSpec(name="bench", clients=args.clients, workload=workload)
+    figures = {"docker": measure(Lab(spec, client), client, args.clients, workload)}
+    with cluster.single_node(client, f"bench-{session.current_id()}"):
+        figures["swarm"] = measure(SwarmLab(spec, client), client, args.clients, workload)
+    print(f"{args.clients} clients x {args.count} messages, one node (2 cores)")
+    print(f"{'engine':8} {'up s':>6} {'clients s':>10} {'problems':>9} {'median rtt ms':>14} "
+          f"{'MiB/task med':>13} {'max':>6}")  # fmt: skip
+    for engine, row in figures.items():
+        print(f"{engine:8} {row['up_s']:>6} {row['clients_s']:>10} {row['problems']:>9} "
+              f"{row['median_rtt_ms']:>14} {row['memory_mib_median']:>13} "
+              f"{row['memory_mib_max']:>6}")  # fmt: skip
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"clients": args.clients, "count": args.count, **figures}, indent=2))
+    ratio = figures["swarm"]["clients_s"] / figures["docker"]["clients_s"]
+    clean = all(row["problems"] == 0 for row in figures.values())
+    print(f"swarm / single machine, clients: {ratio:.2f} (bound {args.bound}); clean: {clean}")
+    return 0 if clean and ratio <= args.bound else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

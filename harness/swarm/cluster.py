@@ -1,0 +1,139 @@
+"""The swarm the lab runs on: is this engine a manager, which endpoint mode works, and a
+single-node swarm made for a lab and left as it was found.
+
+A service's virtual IP (``endpoint_mode: vip``, Swarm's default) and the ingress routing mesh
+are IPVS load balancers in the kernel; a kernel without IPVS (``/proc/net/ip_vs`` absent, as on
+these build machines) accepts such a service and never answers on its address. With ``dnsrr``
+the service's name resolves to its tasks' own addresses, which needs nothing of the kernel:
+``endpoint_mode()`` chooses by what the kernel has, unless told.
+
+``docker swarm init`` changes the daemon for everyone who uses it. A swarm this module makes is
+marked (a label on the node, ``org.echolab.swarm-owner``) so that whoever made it, and only
+they, can leave it (``leave_if_ours``); leaving also removes the ``docker_gwbridge`` network the
+swarm created, which ``docker swarm leave --force`` leaves behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Literal
+
+import docker.errors
+from docker.client import DockerClient
+
+from harness.errors import LabError
+
+log = logging.getLogger(__name__)
+IPVS = Path("/proc/net/ip_vs")
+OWNER = "org.echolab.swarm-owner"  # on the node of a swarm echolab made: who made it
+GWBRIDGE = "docker_gwbridge"
+EndpointMode = Literal["vip", "dnsrr"]
+
+
+def has_ipvs(proc: Path = IPVS) -> bool:
+    """Whether this kernel has IPVS (the harness runs beside the node's engine; a remote
+    engine's kernel is not this one's: say ``endpoint_mode`` then)."""
+    return proc.exists()
+
+
+def endpoint_mode(requested: EndpointMode | None = None, proc: Path = IPVS) -> EndpointMode:
+    """``requested``, or ``vip`` where the kernel has IPVS and ``dnsrr`` where it has none."""
+    if requested is not None:
+        if requested not in ("vip", "dnsrr"):
+            raise LabError(f"endpoint_mode must be 'vip' or 'dnsrr', got {requested!r}")
+        return requested
+    return "vip" if has_ipvs(proc) else "dnsrr"
+
+
+def state(client: DockerClient) -> str:
+    """``inactive``, ``active``, ``pending``, ``error`` or ``locked``."""
+    return str(client.info()["Swarm"]["LocalNodeState"])
+
+
+def is_manager(client: DockerClient) -> bool:
+    swarm = client.info()["Swarm"]
+    return swarm["LocalNodeState"] == "active" and bool(swarm.get("ControlAvailable"))
+
+
+def require_manager(client: DockerClient) -> None:
+    if not is_manager(client):
+        raise LabError(
+            f"this Docker engine is not a swarm manager (swarm: {state(client)}): run "
+            "`docker swarm init --advertise-addr 127.0.0.1`, or `python -m harness up "
+            "--engine swarm`, which makes a single-node swarm and `down` leaves it"
+        )
+
+
+def local_node_id(client: DockerClient) -> str:
+    return str(client.info()["Swarm"]["NodeID"])
+
+
+def init(client: DockerClient, owner: str, advertise_addr: str = "127.0.0.1") -> bool:
+    """Make this engine a single-node swarm marked as ``owner``'s; False (nothing changed) if
+    it already is in one."""
+    if state(client) != "inactive":
+        return False
+    client.swarm.init(advertise_addr=advertise_addr, listen_addr=f"{advertise_addr}:2377")
+    try:
+        node = client.nodes.get(local_node_id(client))
+        spec = dict(node.attrs["Spec"])
+        spec["Labels"] = {**(spec.get("Labels") or {}), OWNER: owner}
+        node.update(spec)
+    except BaseException:
+        leave(client)
+        raise
+    log.info("made a single-node swarm (owner %s)", owner)
+    return True
+
+
+def owner(client: DockerClient) -> str | None:
+    """Who made this swarm, if echolab did (the label on this node)."""
+    if state(client) != "active":
+        return None
+    with contextlib.suppress(docker.errors.APIError):
+        node = client.nodes.get(local_node_id(client))
+        return (node.attrs["Spec"].get("Labels") or {}).get(OWNER)
+    return None
+
+
+def leave(client: DockerClient, timeout: float = 30.0) -> None:
+    """Leave the swarm (forced: the only manager) and remove ``docker_gwbridge`` once nothing
+    uses it; bounded by ``timeout``."""
+    if state(client) != "inactive":
+        client.swarm.leave(force=True)
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            client.networks.get(GWBRIDGE).remove()
+            return
+        except docker.errors.NotFound:
+            return
+        except docker.errors.APIError as error:  # endpoints still being released
+            last = error
+            time.sleep(0.2)
+    log.warning("cannot remove %s: %s", GWBRIDGE, last)
+
+
+def leave_if_ours(client: DockerClient, who: str) -> bool:
+    """Leave the swarm if ``who`` made it (``init``); True if left."""
+    if owner(client) != who:
+        return False
+    leave(client)
+    return True
+
+
+@contextlib.contextmanager
+def single_node(client: DockerClient, who: str) -> Iterator[bool]:
+    """A swarm for the ``with``: made (and left afterwards, also on failure or Ctrl-C) only if
+    this engine was in none; True if made here."""
+    made = init(client, who)
+    try:
+        yield made
+    finally:
+        if made:
+            leave(client)

@@ -1,0 +1,157 @@
+"""The lab on a single-node Docker Swarm (``harness.swarm``): images from the lab's own
+registry, the server as a service, clients as a job, faults through the node's agent.
+
+The swarm is made by the module's fixture only if this engine is in none, and left afterwards
+(``docker_gwbridge`` too), also after a failure or Ctrl-C; everything the lab made is removed
+by label, and the fixture checks that nothing of it is left. The whole module runs under
+``flock /tmp/echolab-heavy.lock`` on shared machines (it changes the daemon for everyone).
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import docker
+import pytest
+
+from harness import labels, session
+from harness.cli import SWARM_LAB
+from harness.results import RunResult
+from harness.spec import LabSpec, Workload
+from harness.swarm import api, cluster
+from harness.swarm.lab import SwarmLab
+
+pytestmark = pytest.mark.timeout(900)  # the first run builds the registry's and agent's images
+
+
+@pytest.fixture(scope="module")
+def swarm(docker_client: docker.DockerClient) -> Iterator[bool]:
+    before = cluster.state(docker_client)
+    networks = {n.name for n in docker_client.networks.list()}
+    with cluster.single_node(docker_client, f"test-{session.current_id()}") as made:
+        yield made
+    assert cluster.state(docker_client) == before
+    assert {n.name for n in docker_client.networks.list()} <= networks  # no gwbridge, no overlay
+
+
+@pytest.fixture(scope="module")
+def swarm_lab(docker_client: docker.DockerClient, swarm: bool) -> Iterator[SwarmLab]:
+    lab = SwarmLab(LabSpec(name="swarm"), docker_client)
+    try:
+        began = time.monotonic()
+        lab.start()
+        print(f"\nswarm lab up in {time.monotonic() - began:.1f} s (registry, pushes, services)")
+        yield lab
+    finally:
+        lab.close()
+        mine = labels.project_filter(**{labels.LAB: lab.id})
+        assert not docker_client.api.containers(all=True, filters=mine)
+        assert not docker_client.networks.list(filters=mine)
+        if cluster.state(docker_client) == "active":
+            assert not api.services(docker_client, {"label": mine["label"]})
+
+
+def _median_rtt(result: RunResult) -> float:
+    return statistics.median(e.rtt_ms for c in result.clients for e in c.exchanges)
+
+
+def test_the_stack_runs_from_the_lab_registry_on_an_internal_overlay(
+    docker_client: docker.DockerClient, swarm_lab: SwarmLab
+) -> None:
+    prefix = swarm_lab.references["server"].split("/")[0]
+    assert prefix.startswith("127.0.0.1:")
+    deployed = {
+        s["Spec"]["Name"]: s["Spec"]
+        for s in api.services(docker_client, {"label": f"{labels.LAB}={swarm_lab.id}"})
+    }
+    server = deployed[swarm_lab.service_name("server")]
+    image = server["TaskTemplate"]["ContainerSpec"]["Image"]
+    assert image.startswith(f"{prefix}/echolab-server:")
+    assert server["EndpointSpec"]["Mode"] == cluster.endpoint_mode()
+    agent = deployed[swarm_lab.service_name("agent")]
+    assert "Global" in agent["Mode"]
+    network = docker_client.networks.get(swarm_lab.network)
+    assert network.attrs["Driver"] == "overlay"
+    assert network.attrs["Internal"] and network.attrs["Attachable"]
+    assert network.attrs["Labels"][labels.LAB] == swarm_lab.id
+    assert len(swarm_lab.tasks("server")) == swarm_lab.replicas
+    nodes = {n["ID"] for n in docker_client.api.nodes()}
+    assert {t["NodeID"] for t in swarm_lab.tasks("agent")} == nodes
+
+
+def test_50_client_tasks_of_100_messages_are_checked_end_to_end(swarm_lab: SwarmLab) -> None:
+    began = time.monotonic()
+    result = swarm_lab.run_clients(50, Workload(count=100))
+    took = time.monotonic() - began
+    result.assert_ok()  # nothing lost, duplicated, out of order or malformed
+    assert sorted(c.client for c in result.clients) == sorted(f"c{i}" for i in range(50))
+    assert all(len(c.exchanges) == 100 and c.exit_code == 0 for c in result.clients)
+    hostname = docker.from_env().info()["Name"]
+    assert {c.node for c in result.clients} == {hostname}
+    print(
+        f"\n50 client tasks x 100 messages: {took:.1f} s, median rtt {_median_rtt(result):.2f} ms"
+    )
+
+
+def test_a_delay_applied_through_the_agent_is_seen_by_the_clients(swarm_lab: SwarmLab) -> None:
+    workload = Workload(count=50)
+    base = _median_rtt(swarm_lab.run_clients(5, workload))
+    with swarm_lab.impair("server", delay="20ms") as fault:
+        listed = swarm_lab.faults()
+        assert [entry["labels"][labels.FAULT_TARGET] for entry in listed] == fault.targets
+        assert listed[0]["note"]["delay_s"] == pytest.approx(0.020)
+        delayed = swarm_lab.run_clients(5, workload)
+    delayed.assert_ok()
+    slower = _median_rtt(delayed)
+    print(f"\nmedian rtt {base:.2f} ms without, {slower:.2f} ms with a 20 ms egress delay")
+    assert slower >= base + 19.0  # egress delay: each round trip grows by it
+    assert slower < base + 40.0
+    assert swarm_lab.faults() == []  # removed by the agent when the with ended
+
+
+def test_a_killed_server_task_is_replaced_and_the_clients_lose_nothing(
+    swarm_lab: SwarmLab,
+) -> None:
+    run = swarm_lab.start_clients(10, Workload(count=200, rate=25.0))  # 8 s of traffic
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # the clients are sending: every task is running
+        states = [t["Status"]["State"] for t in run.tasks()]
+        if len(states) == 10 and all(s == "running" for s in states):
+            break
+        time.sleep(0.2)
+    time.sleep(2.0)
+    killed = swarm_lab.kill_server_task()
+    result = run.wait()
+    result.assert_ok()
+    assert all(len(c.exchanges) == 200 for c in result.clients)
+    reconnects = [c.summary.reconnects for c in result.clients if c.summary]
+    assert min(reconnects) >= 1, reconnects  # every client lost its connection, and recovered
+    replaced = swarm_lab.tasks("server")
+    assert len(replaced) == 1 and replaced[0]["ID"] != killed
+
+
+def test_up_and_down_with_engine_swarm_leave_a_swarm_they_did_not_make(
+    docker_client: docker.DockerClient, swarm: bool
+) -> None:
+    mine = {"label": f"{labels.LAB}={SWARM_LAB}"}
+    if api.services(docker_client, mine):
+        pytest.skip(f"the user's swarm lab {SWARM_LAB} is up: not this test's to remove")
+    harness = [sys.executable, "-m", "harness"]
+    try:
+        up = subprocess.run([*harness, "up", "--engine", "swarm"], capture_output=True, timeout=300)
+        assert up.returncode == 0, up.stderr.decode()
+        assert b"echolab is up on Swarm" in up.stdout
+        names = {s["Spec"]["Name"] for s in api.services(docker_client, mine)}
+        assert names == {f"{SWARM_LAB}-server", f"{SWARM_LAB}-agent"}
+        again = subprocess.run([*harness, "up", "--engine", "swarm"], capture_output=True)
+        assert again.returncode == 0 and b"already up" in again.stderr
+    finally:
+        down = subprocess.run([*harness, "down", "--engine", "swarm"], capture_output=True)
+    assert down.returncode == 0, down.stderr.decode()
+    assert not api.services(docker_client, mine)
+    assert not docker_client.api.containers(all=True, filters=mine)
+    assert cluster.state(docker_client) == "active"  # made by the fixture, not by up: kept

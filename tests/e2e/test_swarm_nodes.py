@@ -1,0 +1,102 @@
+"""Two Swarm nodes on one machine (``harness.swarm.nodes``): Docker engines in containers,
+joined into a swarm on a network the test creates, fed from the lab's own registry.
+
+Client tasks placed on the worker (by its ``role`` label) reach the server task on the
+manager across an internal overlay network; every reply is checked by the same checks as a
+single-machine lab, from each task's own output on the node that ran it. Closing the cluster
+leaves nothing behind, and the host's own engine is never put in swarm mode.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import docker
+import docker.errors
+import pytest
+from docker.types import EndpointSpec
+
+from harness import images, labels
+from harness.spec import Workload
+from harness.swarm import nodes
+
+pytestmark = pytest.mark.timeout(900)  # the first run builds the node's base (mmdebstrap)
+CLIENTS, MESSAGES = 4, 50
+
+
+def _swarm_state(client: docker.DockerClient) -> str:
+    return str(client.info()["Swarm"]["LocalNodeState"])
+
+
+@pytest.fixture(scope="module")
+def cluster(docker_client: docker.DockerClient) -> Iterator[nodes.Cluster]:
+    before = _swarm_state(docker_client)
+    with nodes.start(docker_client, workers=1) as made:
+        yield made
+    assert _swarm_state(docker_client) == before, "the host's own engine changed swarm state"
+
+
+def test_the_nodes_form_one_swarm_with_their_roles(cluster: nodes.Cluster) -> None:
+    found = {
+        n.attrs["Description"]["Hostname"]: n.attrs for n in cluster.manager.docker.nodes.list()
+    }
+    assert sorted(found) == ["node0", "node1"]
+    assert found["node0"]["Spec"]["Role"] == "manager"
+    assert found["node1"]["Spec"]["Role"] == "worker"
+    assert {h: a["Spec"]["Labels"]["role"] for h, a in found.items()} == {
+        "node0": "sut",
+        "node1": "load",
+    }
+    assert all(a["Status"]["State"] == "ready" for a in found.values())
+
+
+def test_clients_on_the_worker_reach_the_server_on_the_manager(
+    docker_client: docker.DockerClient, cluster: nodes.Cluster
+) -> None:
+    engine = cluster.manager.docker
+    server = cluster.image(images.tag_for(docker_client, "server"))
+    client = cluster.image(images.tag_for(docker_client, "client"))
+    overlay = engine.networks.create(
+        f"echolab-{cluster.id}-lab", driver="overlay", internal=True, attachable=True
+    )
+    # No IPVS on some kernels (this one): the server's name resolves to its task (dnsrr).
+    serving = engine.services.create(
+        server, name="server", networks=[overlay.name], endpoint_spec=EndpointSpec(mode="dnsrr"),
+        constraints=["node.labels.role==sut"],
+    )  # fmt: skip
+    workload = Workload(count=MESSAGES, pipeline=4, timeout=60, connect_timeout=30)
+    try:
+        began = time.monotonic()
+        result = cluster.run_clients(
+            client, str(overlay.name), CLIENTS, workload, constraints=["node.labels.role==load"]
+        )
+        took = time.monotonic() - began
+        hostnames = {n.id: n.attrs["Description"]["Hostname"] for n in engine.nodes.list()}
+        placed = {hostnames[t["NodeID"]] for t in serving.tasks()}
+        assert placed == {"node0"}, f"server tasks ran on {placed}"
+        assert {r.node for r in result.clients} == {"node1"}, "client tasks left the worker"
+        assert sorted(r.client for r in result.clients) == [f"c{i}" for i in range(CLIENTS)]
+        problems = result.problems()
+        assert not problems, "\n".join(map(str, problems[:20]))
+        assert sum(len(r.exchanges) for r in result.clients) == CLIENTS * MESSAGES
+        rtts = sorted(rtt for r in result.clients for rtt in r.rtts_ms())
+        print(f"swarm nodes: {CLIENTS} tasks x {MESSAGES} across the overlay in {took:.1f} s; "
+              f"rtt median {rtts[len(rtts) // 2]:.3f} ms")  # fmt: skip
+    finally:  # the rest (networks, task containers) goes with the nodes
+        serving.remove()
+
+
+def test_a_closed_cluster_leaves_nothing(docker_client: docker.DockerClient) -> None:
+    made = nodes.start(docker_client, workers=0, lab_id=f"nodes-close-{time.time_ns() % 10**8}")
+    sockets = made.sockets
+    volumes = [m["Name"] for n in made.nodes for m in n.container.attrs["Mounts"] if "Name" in m]
+    assert volumes, "a node keeps its engine's state in a volume"
+    made.close()
+    mine = labels.project_filter(**{labels.LAB: made.id})
+    assert docker_client.containers.list(all=True, filters=mine) == []
+    assert docker_client.networks.list(filters=mine) == []
+    for volume in volumes:
+        with pytest.raises(docker.errors.NotFound):
+            docker_client.volumes.get(volume)
+    assert not sockets.exists()

@@ -1,0 +1,81 @@
+"""What a Swarm lab deploys, as data (``harness.swarm.services``), and the pure parts of
+reading its tasks back (``harness.swarm.jobs``) and choosing its endpoint mode (``cluster``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from echolab_fault_agent.agent import handle
+
+from harness.errors import LabError
+from harness.spec import SERVER_ALIAS, LabSpec, Workload
+from harness.swarm import cluster, jobs, services
+
+TAGS = {"org.echolab.lab": "l1"}
+
+
+def test_the_server_is_a_healthy_checked_service_behind_the_name_server() -> None:
+    args = services.server(LabSpec(), "reg/echolab-server:latest", "l1-server", "l1", TAGS,
+                           replicas=3, endpoint_mode="dnsrr")  # fmt: skip
+    assert args["mode"]["replicated"] == {"Replicas": 3}
+    assert args["endpoint_spec"]["Mode"] == "dnsrr"
+    template = args["task_template"]
+    (network,) = template["Networks"]
+    assert (network["Target"], network["Aliases"]) == ("l1", [SERVER_ALIAS])
+    assert template["RestartPolicy"]["Condition"] == "any"  # a killed task is replaced
+    container = template["ContainerSpec"]
+    assert container["Healthcheck"]["Test"][-1] == "echo_server.healthcheck"
+    assert container["ReadOnly"] and container["CapabilityDrop"] == ["ALL"]
+    assert container["Ulimits"][0]["Name"] == "nofile"
+    assert template["Resources"]["Limits"]["Pids"] == 256
+
+
+def test_clients_are_one_job_of_n_tasks_never_restarted_each_with_its_slot_as_id() -> None:
+    workload = Workload(count=7, connections=2)
+    args = services.clients("reg/c", "l1-clients0", "l1", TAGS, 50, workload)
+    assert args["mode"]["ReplicatedJob"] == {"MaxConcurrent": 50, "TotalCompletions": 50}
+    template = args["task_template"]
+    assert template["RestartPolicy"]["Condition"] == "none"  # a rerun would send twice
+    container = template["ContainerSpec"]
+    assert "ECHO_CLIENT_ID=c{{.Task.Slot}}" in container["Env"]
+    assert "--id" not in container["Args"]
+    assert container["Args"][:2] == ["--count", "7"]
+    assert int(template["LogDriver"]["Options"]["max-size"]) >= 2 * workload.output_bytes()
+
+
+def test_the_agent_runs_on_every_node_with_its_socket() -> None:
+    args = services.agent("reg/a", "l1-agent", TAGS, "l1", "ECHOLAB_LAB")
+    assert "global" in args["mode"]
+    container = args["task_template"]["ContainerSpec"]
+    assert container["Env"] == ["ECHOLAB_LAB=l1"]
+    assert [m["Target"] for m in container["Mounts"]] == [services.DOCKER_SOCKET]
+
+
+def test_endpoint_mode_follows_the_kernel_unless_told(tmp_path: Path) -> None:
+    assert cluster.endpoint_mode(proc=tmp_path / "absent") == "dnsrr"
+    (tmp_path / "ip_vs").write_text("")
+    assert cluster.endpoint_mode(proc=tmp_path / "ip_vs") == "vip"
+    assert cluster.endpoint_mode("dnsrr", proc=tmp_path / "ip_vs") == "dnsrr"
+    with pytest.raises(LabError, match="vip"):
+        cluster.endpoint_mode("ipvs")  # type: ignore[arg-type]
+
+
+def test_a_task_s_id_and_exit_code_come_from_its_slot_and_status() -> None:
+    assert jobs.client_id({"ID": "t"}) == "c0"  # Swarm leaves a zero slot out
+    assert jobs.client_id({"Slot": 7}) == "c7"
+    done = {"Status": {"State": "complete", "ContainerStatus": {"ExitCode": 0}}}
+    assert jobs.exit_code(done) == 0
+    assert jobs.exit_code({"Status": {"State": "rejected", "Err": "no such image"}}) == -1
+
+
+def test_a_client_swarm_ran_twice_is_found() -> None:
+    tasks = [{"Slot": 1}, {"Slot": 2}, {"Slot": 1}, {"ID": "slot zero"}]
+    assert jobs.reruns(tasks) == {"c1": 2}
+    assert jobs.reruns(tasks[1:3]) == {}
+
+
+def test_the_agent_refuses_what_it_does_not_know_without_docker() -> None:
+    reply = handle(None, {"op": "format-disk"})  # type: ignore[arg-type]
+    assert reply["ok"] is False and "unknown op" in reply["error"]
+    assert handle(None, {"op": "ping"}) == {"ok": True}  # type: ignore[arg-type]
