@@ -67,11 +67,15 @@ class SwarmLab:
         owner: str | None = None,
         node_engines: dict[str, DockerClient] | None = None,
         registry_address: str | None = None,
+        builder: DockerClient | None = None,
+        push_address: str | None = None,
+        server_constraints: list[str] | None = None,
     ) -> None:
         self.spec = spec or LabSpec()
         if replicas < 1:
             raise ConfigError(f"replicas must be >= 1, got {replicas}")
         self.replicas = replicas
+        self.server_constraints = list(server_constraints or [])  # ["node.labels.role==sut"]
         self.endpoint_mode = cluster.endpoint_mode(endpoint_mode)
         self.id = lab_id or f"{self.spec.name}-{uuid.uuid4().hex[:8]}"
         self._client = client
@@ -82,6 +86,11 @@ class SwarmLab:
         self._registry: registry.Registry | None = None
         # An existing registry every node reaches (``host:port``), instead of the lab's own.
         self.registry_address = registry_address or os.environ.get(REGISTRY_ENV) or None
+        # Where the images are built, pushed and the kernel asked what it can do, when that
+        # is not the manager's engine (simulated nodes: the host's), and the registry as that
+        # engine reaches it.
+        self._builder = builder
+        self.push_address = push_address
         self.references: dict[str, str] = {}  # image name -> its reference in the lab registry
         self._batches = 0
         self.collected_logs: dict[str, str] = {}
@@ -95,9 +104,14 @@ class SwarmLab:
         return self._client
 
     @property
+    def builder(self) -> DockerClient:
+        """The engine that builds and pushes the lab's images (the lab's own unless given)."""
+        return self._builder or self.docker
+
+    @property
     def session(self) -> str:
         if self._session is None:
-            self._session = session.owning(self.docker, self.spec.client_image, self._owner)
+            self._session = session.owning(self.builder, self.spec.client_image, self._owner)
         return self._session
 
     @property
@@ -129,17 +143,21 @@ class SwarmLab:
         on any failure remove everything made so far."""
         cluster.require_manager(self.docker)
         try:
-            sweep.sweep(self.docker, everything=False)
-            teardown.sweep_services(self.docker)
-            tags = images.ensure_all(self.docker, SWARM_IMAGES)
+            if self._builder is None:
+                # Orphans are told by the leases on the same engine; a lab whose session is
+                # held on another (the nodes') leaves this to the nodes' own sweep.
+                sweep.sweep(self.docker, everything=False)
+                teardown.sweep_services(self.docker)
+            tags = images.ensure_all(self.builder, SWARM_IMAGES)
             owner = self.session
             address = self.registry_address
             if address is None:
                 self._registry = registry.start(self.docker, lab_id=self.id, owner=owner)
                 address = self._registry.address
-            self.references = {
-                name: registry.push(self.docker, address, tag) for name, tag in tags.items()
-            }
+            pushing = self.push_address or address
+            for name, tag in tags.items():
+                registry.push(self.builder, pushing, tag)
+                self.references[name] = registry.reference(address, tag)
             self.docker.networks.create(
                 self.network,
                 driver="overlay",
@@ -166,6 +184,7 @@ class SwarmLab:
                     self._labels("server"),
                     replicas=self.replicas,
                     endpoint_mode=self.endpoint_mode,
+                    constraints=self.server_constraints,
                 )
             )
             self.wait_server_healthy()
@@ -296,9 +315,9 @@ class SwarmLab:
     # -- faults ---------------------------------------------------------------------------------
 
     def report_backend(self, impairment: Impairment, backend: str | None) -> Backend:
-        """The backend for ``impairment``: what the harness's engine's kernel can do (on one
-        node, the node's)."""
-        return impairs.report(self.docker, self.session).backend_for(impairment, backend)
+        """The backend for ``impairment``: what the builder engine's kernel can do (on one
+        node, the node's; simulated nodes share the host's kernel)."""
+        return impairs.report(self.builder, self.session).backend_for(impairment, backend)
 
     def impair(
         self,

@@ -41,10 +41,11 @@ from docker.models.networks import Network
 from harness import images, labels, session
 from harness.errors import LabError
 from harness.results import RunResult
-from harness.spec import Workload
+from harness.spec import LabSpec, Workload
 from harness.swarm import api, services
 from harness.swarm import registry as registries
 from harness.swarm.jobs import SwarmClientRun
+from harness.swarm.lab import SwarmLab
 from harness.waiting import NotReady, wait_for
 
 ROLE = "node"
@@ -104,6 +105,28 @@ class Cluster:
     def engines(self) -> dict[str, DockerClient]:
         """Each node's engine, by its host name in the swarm."""
         return {node.hostname: node.docker for node in self.nodes}
+
+    def engines_by_id(self) -> dict[str, DockerClient]:
+        """Each node's engine, by its node id in the swarm (what ``SwarmLab`` looks up)."""
+        by_name = self.engines()
+        return {
+            str(n.id): by_name[n.attrs["Description"]["Hostname"]]
+            for n in self.manager.docker.nodes.list()
+        }
+
+    def lab(self, spec: LabSpec | None = None, **options: Any) -> SwarmLab:
+        """A ``SwarmLab`` on this cluster: deployed through the manager, its images built on
+        the host and pushed to the cluster's registry (pulled by the nodes as ``registry``),
+        its faults applied by the agent of whichever node runs the target task."""
+        return SwarmLab(
+            spec,
+            self.manager.docker,
+            node_engines=self.engines_by_id(),
+            registry_address=self.registry_address,
+            builder=self.client,
+            push_address=self.registry.address,
+            **options,
+        )
 
     def node_name(self, node_id: str) -> str:
         """A node's host name in the swarm (``node0``), from its id."""

@@ -9,6 +9,7 @@ leaves nothing behind, and the host's own engine is never put in swarm mode.
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Iterator
 
@@ -18,7 +19,9 @@ import pytest
 from docker.types import EndpointSpec
 
 from harness import images, labels
-from harness.spec import Workload
+from harness.faults.sidecar import ROLE as SIDECAR_ROLE
+from harness.results import RunResult
+from harness.spec import LabSpec, Workload
 from harness.swarm import nodes
 
 pytestmark = pytest.mark.timeout(900)  # the first run builds the node's base (mmdebstrap)
@@ -85,6 +88,39 @@ def test_clients_on_the_worker_reach_the_server_on_the_manager(
               f"rtt median {rtts[len(rtts) // 2]:.3f} ms")  # fmt: skip
     finally:  # the rest (networks, task containers) goes with the nodes
         serving.remove()
+
+
+def _median_rtt(result: RunResult) -> float:
+    result.assert_ok()
+    return statistics.median(rtt for r in result.clients for rtt in r.rtts_ms())
+
+
+def test_a_lab_on_the_nodes_faults_a_worker_task_through_that_nodes_agent(
+    cluster: nodes.Cluster,
+) -> None:
+    """``SwarmLab`` across the nodes: the server placed on the worker, clients on the manager;
+    a delay on the server is applied by the worker's agent (its sidecar on the worker's engine,
+    none on the manager's), seen by the clients across the overlay, and removed."""
+    on_manager = ["node.role==manager"]
+    workload = Workload(count=40, timeout=60, connect_timeout=30)
+    with cluster.lab(LabSpec(clients=0), server_constraints=["node.role==worker"]) as lab:
+        [task] = lab.resolve_tasks("server")
+        assert lab.node_name(task.node) == "node1"
+        base = _median_rtt(lab.start_clients(3, workload, constraints=on_manager).wait())
+        with lab.impair("server", delay="20ms"):
+            assert [entry["node"] for entry in lab.faults()] == ["node1"]
+            mine = {"label": [f"{labels.LAB}={lab.id}", f"{labels.ROLE}={SIDECAR_ROLE}"]}
+            worker, manager = cluster.workers[0].docker, cluster.manager.docker
+            assert len(worker.containers.list(filters=mine)) == 1
+            assert manager.containers.list(filters=mine) == []
+            delayed = lab.start_clients(3, workload, constraints=on_manager).wait()
+            assert {r.node for r in delayed.clients} == {"node0"}
+        slower = _median_rtt(delayed)
+        print(f"swarm nodes: median rtt {base:.2f} ms, {slower:.2f} ms under a 20 ms delay "
+              "on the worker's server task")  # fmt: skip
+        assert base + 19.0 <= slower < base + 40.0
+        assert lab.faults() == []
+        assert worker.containers.list(all=True, filters=mine) == []
 
 
 def test_a_closed_cluster_leaves_nothing(docker_client: docker.DockerClient) -> None:
