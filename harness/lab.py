@@ -260,6 +260,12 @@ class Lab:
             seed=seed,
             keep_order=keep_order,
         )
+        return self.impair_with(target, impairment, backend=backend)
+
+    def impair_with(
+        self, target: Target, impairment: Impairment, *, backend: str | None = None
+    ) -> AbstractContextManager[Applied]:
+        """``impair`` for an ``Impairment`` already made (experiments hold theirs)."""
         return impairs.impair(self, target, impairment, backend=backend)
 
     def proxy(

@@ -160,6 +160,7 @@ class Experiment:
     fault_target: str = "server"
     direction: str = "egress"
     backend: str | None = None
+    engine: str = "docker"  # or "swarm": each run on a SwarmLab
     base: Mapping[str, Value] = field(default_factory=dict)
     grid: tuple[tuple[str, tuple[Value, ...]], ...] = ()
     toxic_sets: Mapping[str, tuple[Toxic, ...]] = field(default_factory=dict)
@@ -174,6 +175,7 @@ class Experiment:
 _TOP = ("experiment", "run", "grid", "toxics", "schedule", "schedules", "search")
 _EXPERIMENT = (
     "name", "seed", "repetitions", "order", "timeout", "fault_target", "direction", "backend",
+    "engine",
 )  # fmt: skip
 _IMPAIR_WORDS = ("delay", "jitter", "loss", "rate", "direction", "correlation", "distribution")
 
@@ -304,7 +306,38 @@ def _meta(table: Mapping[str, Any], source: str) -> dict[str, Any]:
     if backend is not None:
         backend = _choice(("netem", "nfqueue"))("experiment.backend", backend)
     meta["backend"] = backend
+    meta["engine"] = _choice(("docker", "swarm"))(
+        "experiment.engine", table.get("engine", "docker")
+    )
     return meta
+
+
+# What a Swarm lab cannot do yet, refused before any run: its faults are packet faults on the
+# server's tasks (through each node's agent); clients run as a job with no gate to hold.
+_SWARM_ACTIONS = ("impair", "heal")
+
+
+def _check_swarm(experiment: Experiment) -> None:
+    if experiment.engine != "swarm":
+        return
+    allowed = "on engine = 'swarm': "
+    if experiment.fault_target != "server":
+        raise ExperimentError(
+            "experiment.fault_target", experiment.fault_target, allowed + "'server'"
+        )
+    if experiment.toxic_sets:
+        raise ExperimentError("toxics", sorted(experiment.toxic_sets), allowed + "no toxic proxy")
+    framings = [experiment.base.get("framing", "line")]
+    framings += [v for key, values in experiment.grid if key == "framing" for v in values]
+    if "raw" in framings:
+        raise ExperimentError("framing", "raw", allowed + "'line'")
+    for name, events in experiment.schedules.items():
+        for event in events:
+            if event.action not in _SWARM_ACTIONS or event.target not in ("server", "all"):
+                raise ExperimentError(
+                    f"schedules.{name}", f"{event.action} {event.target}",
+                    allowed + "impair and heal on 'server'",
+                )  # fmt: skip
 
 
 def parse(text: str, source: str = "experiment") -> Experiment:
@@ -326,10 +359,12 @@ def from_document(doc: Mapping[str, Any], source: str = "experiment") -> Experim
         schedules[name] = _schedule(f"schedules.{name}", entries)
     if not schedules[DEFAULT_SCHEDULE]:
         del schedules[DEFAULT_SCHEDULE]
-    return Experiment(
+    experiment = Experiment(
         **_meta(_table(doc, "experiment"), source),
         base=_settings(_table(doc, "run")),
         grid=_grid(_table(doc, "grid")),
         toxic_sets=_toxic_sets(_table(doc, "toxics")),
         schedules=schedules,
     )
+    _check_swarm(experiment)
+    return experiment

@@ -12,13 +12,15 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Sequence
-from contextlib import ExitStack
+from contextlib import ExitStack, closing
 from dataclasses import asdict
 from typing import Any, Protocol
 
+import docker
 import numpy as np
 from echo_client.records import Exchange
 
+from harness import session
 from harness.clients import ClientBatch
 from harness.errors import EcholabError
 from harness.experiment.declare import Experiment
@@ -34,10 +36,10 @@ from harness.experiment.probe import probe_rows
 from harness.experiment.schedule import Scheduler, Timeline
 from harness.experiment.stats import RunStats, fidelity, run_stats
 from harness.experiment.store import Columns, Results
-from harness.faults import impair as impairs
 from harness.faults.impair import Applied
-from harness.lab import Lab
+from harness.lab import Engine, Lab
 from harness.results import RunResult
+from harness.swarm import cluster
 
 LISTED = 1000  # violations and problems kept by name per run (all are counted)
 
@@ -64,7 +66,7 @@ def execute(experiment: Experiment, run: Run, display: Display) -> dict[str, Any
     began = time.monotonic()
     timeline = Timeline()
     applied: list[tuple[str, Applied]] = []
-    with Lab(lab_spec_of(experiment, run)) as lab:
+    with Lab(lab_spec_of(experiment, run), engine=_engine(experiment)) as lab:
         lab_ready = time.monotonic()
         with ExitStack() as faults:
             host = _grid_proxy(experiment, run, lab, timeline, faults)
@@ -145,7 +147,7 @@ def _grid_impair(
     began = time.time()
     seeded = dataclasses.replace(impairment, seed=run.seed)
     held = ExitStack()
-    one = held.enter_context(impairs.impair(lab, target, seeded, backend=experiment.backend))
+    one = held.enter_context(lab.impair_with(target, seeded, backend=experiment.backend))
     timeline.record(began, **entry, event="applied", params=_grid_fault(run),
                     backend=one.backend.name, mechanism=one.mechanism)  # fmt: skip
 
@@ -195,6 +197,7 @@ def _record(
         "lab": lab_id,
         "status": "ok" if stats.ok else "violations",
         "backend": ", ".join(backends) or None,
+        "engine": experiment.engine,
         "timings": timings,
         "t0_wall": timeline.t0,
         "timeline": entries,
@@ -242,17 +245,25 @@ def run_all(
     on disk before the next begins."""
     done = set(results.done())
     ran = []
-    for run in runs:
-        if run.id in done:
-            continue
-        record = execute(experiment, run, display)
-        exchanges = record.pop("_exchanges")
-        results.write_run(run.id, exchanges, record)
-        display.run_finished(
-            run, RunStats(**_stat_fields(record["stats"])), record["timings"]["total_s"]
-        )
-        ran.append(run.id)
+    with ExitStack() as swarm:
+        if experiment.engine == "swarm":  # one this engine is in, or one made for the batch
+            client = swarm.enter_context(closing(docker.from_env()))
+            swarm.enter_context(cluster.single_node(client, session.current_id()))
+        for run in runs:
+            if run.id in done:
+                continue
+            record = execute(experiment, run, display)
+            exchanges = record.pop("_exchanges")
+            results.write_run(run.id, exchanges, record)
+            display.run_finished(
+                run, RunStats(**_stat_fields(record["stats"])), record["timings"]["total_s"]
+            )
+            ran.append(run.id)
     return ran
+
+
+def _engine(experiment: Experiment) -> Engine:
+    return "swarm" if experiment.engine == "swarm" else "docker"
 
 
 def _stat_fields(stats: dict[str, Any]) -> dict[str, Any]:

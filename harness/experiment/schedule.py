@@ -30,6 +30,7 @@ from harness.faults import impair as impairs
 from harness.faults.impair import Applied
 from harness.faults.model import Impairment
 from harness.lab import Lab
+from harness.swarm.lab import SwarmLab
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,10 @@ class Scheduler:
 
     def stage(self) -> None:
         """Stage every scheduled impair that can be (see the module's docstring); the others
-        are applied from cold at their time."""
+        are applied from cold at their time. A Swarm lab stages nothing: its node's agent
+        starts a sidecar and applies its fault in one request."""
+        if isinstance(self.lab, SwarmLab):
+            return
         for number, event in enumerate(self.events):
             if event.action == "restart":  # a restarted server has a new network namespace:
                 break  # a sidecar staged in the old one would impair nothing

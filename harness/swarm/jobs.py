@@ -12,9 +12,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
 from docker.client import DockerClient
+from docker.models.containers import Container
 
 from harness.errors import LabError
 from harness.results import ClientResult, RunResult, read_client_output
@@ -146,3 +148,21 @@ class SwarmClientRun:
 
     def remove(self) -> None:
         api.remove_service(self._client, self.service)
+
+
+@dataclass
+class SwarmBatch:
+    """Clients to be started as one job (``SwarmLab.create_clients``): ``start()`` creates it.
+    No container exists before then (``containers`` is empty, as a live display reads it)."""
+
+    launch: Callable[[], SwarmClientRun]
+    containers: list[Container] = field(default_factory=list)
+    started: SwarmClientRun | None = None
+
+    def start(self) -> SwarmClientRun:
+        if self.started is None:
+            self.started = self.launch()
+        return self.started
+
+    def run(self) -> RunResult:
+        return self.start().wait()

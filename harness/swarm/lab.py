@@ -23,7 +23,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import Any
@@ -45,7 +45,7 @@ from harness.spec import LabSpec, Workload, check_capacity
 from harness.swarm import agent as agents
 from harness.swarm import api, cluster, registry, services, teardown
 from harness.swarm.agent import Agent, TaskTarget
-from harness.swarm.jobs import SwarmClientRun
+from harness.swarm.jobs import SwarmBatch, SwarmClientRun
 from harness.waiting import NotReady, WaitTimeout, wait_for
 
 log = logging.getLogger(__name__)
@@ -346,6 +346,11 @@ class SwarmLab:
             seed=seed,
             keep_order=keep_order,
         )
+        return self.impair_with(target, impairment, backend=backend)
+
+    def impair_with(
+        self, target: Target, impairment: Impairment, *, backend: str | None = None
+    ) -> AbstractContextManager[Applied]:
         return agents.impair(self, target, impairment, backend=backend)
 
     def faults(self) -> list[dict[str, Any]]:
@@ -398,6 +403,20 @@ class SwarmLab:
             self.task_logs,
             self.logs,
         )
+
+    def create_clients(
+        self,
+        n: int | None = None,
+        workload: Workload | None = None,
+        *,
+        command: Sequence[str] | None = None,
+        host: str | None = None,
+    ) -> SwarmBatch:
+        """As ``Lab.create_clients``; the job is created at ``.start()`` (a task has no gate:
+        it sends as soon as it is placed, so clients cannot be impaired before they send)."""
+        if command is not None:
+            raise ConfigError("a Swarm lab's clients run the client's own command only")
+        return SwarmBatch(lambda: self.start_clients(n, workload, host=host))
 
     def run_clients(
         self, n: int | None = None, workload: Workload | None = None, *, host: str | None = None

@@ -12,6 +12,9 @@ from harness import labels, sweep
 from harness.swarm import api
 
 REMOVE_TIMEOUT = 60.0
+# A task container Swarm is still stopping. A finished job's exited containers stay after
+# their service is gone (a minute and more, seen here): the sweep removes those at once.
+STOPPING = ["created", "running", "restarting", "removing", "paused"]
 
 
 def _services(client: DockerClient, **extra: str) -> list[dict[str, Any]]:
@@ -19,14 +22,18 @@ def _services(client: DockerClient, **extra: str) -> list[dict[str, Any]]:
 
 
 def remove_lab(client: DockerClient, lab_id: str, timeout: float = REMOVE_TIMEOUT) -> None:
-    """Remove a Swarm lab's services, wait (bounded) until their tasks' containers are gone,
-    then its containers and network (``sweep.remove_lab``). Idempotent."""
+    """Remove a Swarm lab's services, wait (bounded) until their tasks' containers have
+    stopped, then remove its containers and network (``sweep.remove_lab``). Idempotent."""
     for service in _services(client, **{labels.LAB: lab_id}):
         api.remove_service(client, service["ID"])
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         left = client.api.containers(
-            all=True, filters={"label": [f"{labels.LAB}={lab_id}", "com.docker.swarm.task"]}
+            all=True,
+            filters={
+                "label": [f"{labels.LAB}={lab_id}", "com.docker.swarm.task"],
+                "status": STOPPING,
+            },
         )
         if not left:
             break

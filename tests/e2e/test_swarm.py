@@ -9,17 +9,22 @@ by label, and the fixture checks that nothing of it is left. The whole module ru
 
 from __future__ import annotations
 
+import csv
+import gzip
+import json
 import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import docker
 import pytest
 
 from harness import labels, session
 from harness.cli import SWARM_LAB
+from harness.paths import ROOT
 from harness.results import RunResult
 from harness.spec import LabSpec, Workload
 from harness.swarm import api, cluster
@@ -155,3 +160,67 @@ def test_up_and_down_with_engine_swarm_leave_a_swarm_they_did_not_make(
     assert not api.services(docker_client, mine)
     assert not docker_client.api.containers(all=True, filters=mine)
     assert cluster.state(docker_client) == "active"  # made by the fixture, not by up: kept
+
+
+SWARM_EXPERIMENT = """
+[experiment]
+name = "swarm-e2e"
+engine = "swarm"
+order = "declared"
+timeout = "60s"
+
+[run]
+clients = 3
+messages = 40
+rate = 20
+
+[grid]
+delay = ["0ms", "20ms"]
+
+[[schedule]]
+at = "0.5s"
+action = "impair"
+target = "server"
+delay = "10ms"
+
+[[schedule]]
+at = "0.8s"
+action = "heal"
+"""
+
+
+def test_a_declared_experiment_runs_on_the_swarm(
+    tmp_path: Path, docker_client: docker.DockerClient, swarm: bool
+) -> None:
+    """``engine = "swarm"``: each run on a fresh ``SwarmLab``, its whole-run and scheduled
+    faults applied through the node's agent, its records those of a single-machine run."""
+    source = tmp_path / "swarm.toml"
+    source.write_text(SWARM_EXPERIMENT)
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [sys.executable, "-m", "harness", "experiment", "run", str(source), "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    manifest = json.loads((out / "manifest.json").read_text())
+    records = [json.loads((out / "runs" / r / "run.json").read_text()) for r in manifest["runs"]]
+    assert len(records) == 2
+    medians: dict[str, float] = {}
+    for record in records:
+        assert record["engine"] == "swarm" and record["status"] == "ok", record["id"]
+        assert record["stats"]["replies"] == 120
+        assert not docker_client.api.containers(
+            all=True, filters={"label": f"{labels.LAB}={record['lab']}"}
+        ), "a run's lab is removed before the next"
+        with gzip.open(out / "runs" / record["id"] / "exchanges.csv.gz", "rt") as file:
+            rows = list(csv.DictReader(file))
+        settings = record["settings"]
+        medians[settings["delay"]] = statistics.median(float(row["rtt_ms"]) for row in rows)
+        events = {(e["fault"], e["event"]) for e in record["timeline"]}
+        assert (("g0", "applied") in events) == (settings["delay"] == "20ms")
+        assert {("s0", "applied"), ("s0", "removed")} <= events
+        applied = next(e for e in record["timeline"] if e["fault"] == "s0")
+        assert applied["staged"] is False  # a swarm's agent applies in one request
+        timings = {k: round(v, 1) for k, v in record["timings"].items()}
+        print(f"swarm experiment: {settings['delay']}: {timings}")
+    assert 19.0 <= medians["20ms"] - medians["0ms"] < 30.0, medians

@@ -220,3 +220,62 @@ def test_unknown_schedule_is_refused() -> None:
     with pytest.raises(ExperimentError) as raised:
         parse(NAMED.replace('action = "heal"', 'action = "mend"'))
     assert raised.value.key == "schedules.cut[1].action"
+
+
+SWARM = """
+[experiment]
+name = "on-swarm"
+engine = "swarm"
+
+[run]
+clients = 3
+
+[grid]
+delay = ["0ms", "20ms"]
+
+[[schedule]]
+at = "1s"
+action = "impair"
+target = "server"
+delay = "5ms"
+
+[[schedule]]
+at = "2s"
+action = "heal"
+"""
+
+
+TOXICS = '[toxics]\nslow = [{type = "latency", attributes = {latency = "20ms"}}]'
+IMPAIR = 'action = "impair"\ntarget = "server"\ndelay = "5ms"'
+
+
+def test_the_engine_is_docker_unless_swarm_is_declared() -> None:
+    assert parse(FILE).engine == "docker"
+    assert parse(SWARM).engine == "swarm"
+    assert len(expand(parse(SWARM))) == 2
+    with pytest.raises(ExperimentError) as raised:
+        parse(SWARM.replace('engine = "swarm"', 'engine = "k8s"'))
+    assert raised.value.key == "experiment.engine"
+
+
+@pytest.mark.parametrize(
+    ("change", "key"),
+    [
+        (("[run]", 'fault_target = "clients"\n[run]'), "experiment.fault_target"),
+        (("[run]", f"{TOXICS}\n[run]"), "toxics"),
+        ((IMPAIR, 'action = "partition"\ntarget = "server"'), "schedules.default"),
+        ((IMPAIR, 'action = "restart"'), "schedules.default"),
+        (('target = "server"', 'target = "c0"'), "schedules.default"),
+        (("clients = 3", 'clients = 3\nframing = "raw"'), "framing"),
+    ],
+)
+def test_what_a_swarm_lab_cannot_do_is_refused_before_anything_runs(
+    change: tuple[str, str], key: str
+) -> None:
+    old, new = change
+    assert old in SWARM
+    with pytest.raises(ExperimentError) as raised:
+        parse(SWARM.replace(old, new))
+    assert raised.value.key == key
+    assert "engine = 'swarm'" in str(raised.value)
+    parse(SWARM.replace(old, new).replace('engine = "swarm"', 'engine = "docker"'))
