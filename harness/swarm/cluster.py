@@ -16,6 +16,7 @@ swarm created, which ``docker swarm leave --force`` leaves behind.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import logging
 import time
 from collections.abc import Iterator
@@ -32,6 +33,10 @@ IPVS = Path("/proc/net/ip_vs")
 OWNER = "org.echolab.swarm-owner"  # on the node of a swarm echolab made: who made it
 GWBRIDGE = "docker_gwbridge"
 EndpointMode = Literal["vip", "dnsrr"]
+# A lab's overlay: Swarm's default /24 holds about 250 tasks, and a job of more had its
+# tasks fail for want of an address (and, as a job, rerun). A /20 holds 4,090.
+LAB_PREFIX = 20
+LAB_POOL = "10.128.0.0/9"
 
 
 def has_ipvs(proc: Path = IPVS) -> bool:
@@ -137,3 +142,28 @@ def single_node(client: DockerClient, who: str) -> Iterator[bool]:
     finally:
         if made:
             leave(client)
+
+
+def free_subnet(used: list[str], prefix: int = LAB_PREFIX, pool: str = LAB_POOL) -> str:
+    """The first ``/prefix`` of ``pool`` that overlaps none of ``used`` (pure)."""
+    taken = [ipaddress.ip_network(u, strict=False) for u in used if ":" not in u]
+    for candidate in ipaddress.ip_network(pool).subnets(new_prefix=prefix):
+        if not any(candidate.overlaps(t) for t in taken):
+            return str(candidate)
+    raise LabError(f"no free /{prefix} left in {pool} for the lab's overlay network")
+
+
+def subnets_in_use(client: DockerClient) -> list[str]:
+    """Every subnet of every network this engine knows (swarm-scoped ones too)."""
+    found = []
+    for network in client.api.networks():
+        for config in (network.get("IPAM") or {}).get("Config") or []:
+            if config.get("Subnet"):
+                found.append(str(config["Subnet"]))
+    return found
+
+
+def tasks_fit(subnet: str, tasks: int) -> bool:
+    """Whether ``tasks`` more addresses fit in ``subnet`` beside the lab's own (pure): each
+    task takes one, and each node's load balancer and the service's VIP one more."""
+    return tasks + 16 <= ipaddress.ip_network(subnet).num_addresses - 2

@@ -31,6 +31,7 @@ from typing import Any
 import docker
 import docker.errors
 from docker.client import DockerClient
+from docker.types import IPAMConfig, IPAMPool
 from echolab_fault_agent import LAB_ENV
 
 from harness import images, labels, session, sweep
@@ -91,6 +92,7 @@ class SwarmLab:
         # engine reaches it.
         self._builder = builder
         self.push_address = push_address
+        self.subnet = ""  # the overlay's, chosen at start
         self.references: dict[str, str] = {}  # image name -> its reference in the lab registry
         self._batches = 0
         self.collected_logs: dict[str, str] = {}
@@ -158,12 +160,14 @@ class SwarmLab:
             for name, tag in tags.items():
                 registry.push(self.builder, pushing, tag)
                 self.references[name] = registry.reference(address, tag)
+            self.subnet = cluster.free_subnet(cluster.subnets_in_use(self.docker))
             self.docker.networks.create(
                 self.network,
                 driver="overlay",
                 internal=True,
                 attachable=True,
                 scope="swarm",
+                ipam=IPAMConfig(pool_configs=[IPAMPool(subnet=self.subnet)]),
                 labels=self._labels("network"),
             )
             self._create(
@@ -377,6 +381,8 @@ class SwarmLab:
         n = self.spec.clients if n is None else n
         workload = workload or self.spec.workload
         check_capacity(self.spec.server, n, workload)
+        if self.subnet and not cluster.tasks_fit(self.subnet, n + self.replicas):
+            raise ConfigError(f"{n} client tasks do not fit the lab's overlay {self.subnet}")
         began = time.monotonic()
         name = self.service_name(f"clients{self._batches}")
         self._batches += 1

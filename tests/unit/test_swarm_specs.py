@@ -79,3 +79,14 @@ def test_the_agent_refuses_what_it_does_not_know_without_docker() -> None:
     reply = handle(None, {"op": "format-disk"})  # type: ignore[arg-type]
     assert reply["ok"] is False and "unknown op" in reply["error"]
     assert handle(None, {"op": "ping"}) == {"ok": True}  # type: ignore[arg-type]
+
+
+def test_the_lab_overlay_gets_a_free_slash_20_that_holds_thousands_of_tasks() -> None:
+    assert cluster.free_subnet([]) == "10.128.0.0/20"
+    used = ["172.17.0.0/16", "10.128.0.0/24", "10.128.16.0/20", "fd00::/64"]
+    assert cluster.free_subnet(used) == "10.128.32.0/20"
+    with pytest.raises(LabError, match="no free /20"):
+        cluster.free_subnet(["10.0.0.0/8"])
+    assert cluster.tasks_fit("10.128.0.0/20", 4000)
+    assert not cluster.tasks_fit("10.128.0.0/20", 4090)
+    assert not cluster.tasks_fit("10.0.0.0/24", 500)  # Swarm's default: why 500 tasks failed
