@@ -312,9 +312,10 @@ def _meta(table: Mapping[str, Any], source: str) -> dict[str, Any]:
     return meta
 
 
-# What a Swarm lab cannot do yet, refused before any run: its faults are packet faults on the
-# server's tasks (through each node's agent); clients run as a job with no gate to hold.
-_SWARM_ACTIONS = ("impair", "heal")
+# What a Swarm lab cannot do yet, refused before any run: its faults are packet faults and
+# partitions of the server's tasks (through each node's agent); clients run as a job with no
+# gate to hold; a server task is replaced, not restarted.
+_SWARM_ACTIONS = ("impair", "partition", "heal")
 
 
 def _check_swarm(experiment: Experiment) -> None:
@@ -336,7 +337,7 @@ def _check_swarm(experiment: Experiment) -> None:
             if event.action not in _SWARM_ACTIONS or event.target not in ("server", "all"):
                 raise ExperimentError(
                     f"schedules.{name}", f"{event.action} {event.target}",
-                    allowed + "impair and heal on 'server'",
+                    allowed + "impair, partition and heal on 'server'",
                 )  # fmt: skip
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -28,6 +28,7 @@ from harness.containers import output_of
 from harness.errors import FaultError
 from harness.faults import impair as impairs
 from harness.faults.backend import Argv, Backend, Plan
+from harness.faults.block import BlockDirection, block_plan
 from harness.faults.impair import Applied, Held
 from harness.faults.model import Impairment
 from harness.faults.sidecar import CPU_SHARES, ROLE
@@ -242,3 +243,55 @@ def impair(
     """Impair ``target``'s traffic inside the ``with``, through the agents."""
     with impairs.holding(apply(lab, target, impairment, backend=backend, dev=dev)) as applied:
         yield applied
+
+
+@contextmanager
+def block(
+    lab: AgentLab, target: Target, direction: BlockDirection = "ingress", *, dev: str = "eth0"
+) -> Iterator[list[str]]:
+    """Drop ``target``'s packets one way inside the ``with`` (``harness.faults.block``'s rule),
+    each task's through its node's agent; yields the tasks' container names."""
+    plan = block_plan(direction, dev, tag=secrets.token_hex(4))
+    tasks = resolve(lab, target)
+    sidecars: list[AgentSidecar] = []
+    try:
+        for task in tasks:
+            one = AgentSidecar(
+                lab.agent_on(task.node), task, lab.id, plan, lab.engine_image, lab.session,
+                kind="block",
+                description={"kind": "block", "direction": direction, "target": task.name,
+                             "node": task.node},
+            )  # fmt: skip
+            sidecars.append(one)
+            one.apply()
+        yield [task.name for task in tasks]
+    finally:
+        for one in reversed(sidecars):
+            one.remove()
+
+
+class Partitions:
+    """Partitions on a Swarm lab: a task cut off is blocked both ways by its node's agent (a
+    swarm task cannot be disconnected from its service's network), until ``heal``. Packets are
+    dropped, as a link cut between machines drops them, rather than refused at once."""
+
+    def __init__(self, lab: AgentLab) -> None:
+        self._lab = lab
+        self._held: list[tuple[list[str], ExitStack]] = []
+
+    def cut(self, target: Target) -> list[str]:
+        """Cut ``target`` off; its tasks' container names."""
+        with ExitStack() as stack:
+            names = stack.enter_context(block(self._lab, target, "ingress"))
+            stack.enter_context(block(self._lab, target, "egress"))
+            self._held.append((names, stack.pop_all()))
+        return names
+
+    def heal(self) -> list[str]:
+        """Remove every cut; the names healed."""
+        healed: list[str] = []
+        while self._held:
+            names, stack = self._held.pop()
+            stack.close()
+            healed += names
+        return healed

@@ -38,6 +38,7 @@ from harness import images, labels, session, sweep
 from harness.errors import ConfigError, FaultError, LabError
 from harness.faults import impair as impairs
 from harness.faults.backend import Backend
+from harness.faults.block import BlockDirection
 from harness.faults.impair import Applied
 from harness.faults.model import Direction, Distribution, Impairment
 from harness.faults.target import Target
@@ -95,6 +96,7 @@ class SwarmLab:
         self.subnet = ""  # the overlay's, chosen at start
         self.references: dict[str, str] = {}  # image name -> its reference in the lab registry
         self._batches = 0
+        self._partitions = agents.Partitions(self)
         self.collected_logs: dict[str, str] = {}
 
     # -- life cycle ---------------------------------------------------------------------------
@@ -203,8 +205,11 @@ class SwarmLab:
     def close(self) -> None:
         """Remove the lab's services, then (once their tasks are gone) its containers (the
         registry, any sidecar left) and its network."""
-        teardown.remove_lab(self.docker, self.id)
-        self._registry = None
+        try:
+            self._partitions.heal()
+        finally:
+            teardown.remove_lab(self.docker, self.id)
+            self._registry = None
 
     def _labels(self, role: str) -> dict[str, str]:
         return labels.lab_labels(self.id, role, self.session)
@@ -356,6 +361,19 @@ class SwarmLab:
         self, target: Target, impairment: Impairment, *, backend: str | None = None
     ) -> AbstractContextManager[Applied]:
         return agents.impair(self, target, impairment, backend=backend)
+
+    def partition(self, target: Target) -> list[str]:
+        """As ``Lab.partition``, until ``heal``: ``target`` blocked both ways by its agent."""
+        return self._partitions.cut(target)
+
+    def heal(self) -> list[str]:
+        return self._partitions.heal()
+
+    def block(
+        self, target: Target, direction: BlockDirection = "ingress"
+    ) -> AbstractContextManager[list[str]]:
+        """As ``Lab.block``: ``target``'s packets dropped one way, by its node's agent."""
+        return agents.block(self, target, direction)
 
     def faults(self) -> list[dict[str, Any]]:
         """Every fault sidecar of this lab on every node, as the agents list them."""

@@ -139,6 +139,43 @@ def test_a_killed_server_task_is_replaced_and_the_clients_lose_nothing(
     assert len(replaced) == 1 and replaced[0]["ID"] != killed
 
 
+def test_a_partitioned_server_task_is_cut_off_then_healed_and_nothing_is_lost(
+    swarm_lab: SwarmLab,
+) -> None:
+    """``partition`` on a swarm: the server task blocked both ways by its node's agent (two
+    block sidecars), the clients' replies stop until ``heal``, then all of them arrive."""
+    run = swarm_lab.start_clients(4, Workload(count=60, rate=20.0, timeout=60))  # 3 s each
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        states = [t["Status"]["State"] for t in run.tasks()]
+        if len(states) == 4 and all(s == "running" for s in states):
+            break
+        time.sleep(0.2)
+    time.sleep(1.0)
+    cut = swarm_lab.partition("server")
+    cut_at = time.time()
+    kinds = sorted(entry["labels"][labels.FAULT_KIND] for entry in swarm_lab.faults())
+    time.sleep(2.0)
+    healed = swarm_lab.heal()
+    healed_at = time.time()
+    assert cut == healed and len(cut) == 1
+    assert kinds == ["block", "block"]
+    assert swarm_lab.faults() == []
+    result = run.wait()
+    result.assert_ok()
+    assert all(len(c.exchanges) == 60 for c in result.clients)
+    during = [
+        e
+        for c in result.clients
+        for e in c.exchanges
+        if cut_at + 0.1 < e.received < healed_at - 0.1
+    ]
+    stalled = max(e.rtt_ms for c in result.clients for e in c.exchanges)
+    print(f"\npartition of 2.0 s: longest round trip {stalled:.0f} ms, {len(during)} replies in it")
+    assert not during, "replies arrived while the server was cut off"
+    assert stalled >= 1500.0
+
+
 def test_up_and_down_with_engine_swarm_leave_a_swarm_they_did_not_make(
     docker_client: docker.DockerClient, swarm: bool
 ) -> None:

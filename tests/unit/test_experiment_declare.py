@@ -263,7 +263,7 @@ def test_the_engine_is_docker_unless_swarm_is_declared() -> None:
     [
         (("[run]", 'fault_target = "clients"\n[run]'), "experiment.fault_target"),
         (("[run]", f"{TOXICS}\n[run]"), "toxics"),
-        ((IMPAIR, 'action = "partition"\ntarget = "server"'), "schedules.default"),
+        ((IMPAIR, 'action = "partition"\ntarget = "c1"'), "schedules.default"),
         ((IMPAIR, 'action = "restart"'), "schedules.default"),
         (('target = "server"', 'target = "c0"'), "schedules.default"),
         (("clients = 3", 'clients = 3\nframing = "raw"'), "framing"),
