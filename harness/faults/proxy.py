@@ -16,15 +16,15 @@ import json
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import docker.errors
+from docker import DockerClient
 from docker.models.containers import Container
 from echolab_proxy.toxics import ToxicSpec
 
 from harness import images, labels, session, sidecars
 from harness.errors import ProxyError
-from harness.faults.target import LabLike
 from harness.faults.toxic import Toxic
 
 PORT = 8899
@@ -70,9 +70,26 @@ class Proxy:
         return sidecars.request(self.container, message, ProxyError)
 
 
+class ProxyLab(Protocol):
+    """What a proxy needs of a lab (``Lab`` and ``SwarmLab`` are ones): a proxy is a
+    container of its own on the lab's network (an attachable overlay on a swarm)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def docker(self) -> DockerClient: ...
+
+    @property
+    def session(self) -> str | None: ...
+
+    @property
+    def network(self) -> str: ...
+
+
 @contextmanager
 def toxic_proxy(
-    lab: LabLike,
+    lab: ProxyLab,
     toxics: Iterable[ToxicLike] = (),
     *,
     name: str = "proxy",

@@ -41,6 +41,7 @@ from harness.faults.backend import Backend
 from harness.faults.block import BlockDirection
 from harness.faults.impair import Applied
 from harness.faults.model import Direction, Distribution, Impairment
+from harness.faults.proxy import Proxy, ToxicLike, toxic_proxy
 from harness.faults.target import Target
 from harness.results import RunResult
 from harness.spec import LabSpec, Workload, check_capacity
@@ -361,6 +362,18 @@ class SwarmLab:
         self, target: Target, impairment: Impairment, *, backend: str | None = None
     ) -> AbstractContextManager[Applied]:
         return agents.impair(self, target, impairment, backend=backend)
+
+    def proxy(
+        self, toxics: Sequence[ToxicLike] = (), *, name: str = "proxy", seed: int = 0
+    ) -> AbstractContextManager[Proxy]:
+        """As ``Lab.proxy``: a container on the lab's (attachable) overlay, on the node of the
+        harness's engine; clients started with ``host=proxy.host`` reach the server through it."""
+        if self._builder is not None:
+            raise ConfigError(
+                "the toxic proxy runs on the node of the engine that builds the images; "
+                "on simulated nodes it is not there yet"
+            )
+        return toxic_proxy(self, toxics, name=name, seed=seed)
 
     def partition(self, target: Target) -> list[str]:
         """As ``Lab.partition``, until ``heal``: ``target`` blocked both ways by its agent."""

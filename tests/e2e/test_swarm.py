@@ -24,6 +24,7 @@ import pytest
 
 from harness import labels, session
 from harness.cli import SWARM_LAB
+from harness.faults.toxic import Toxic
 from harness.paths import ROOT
 from harness.results import RunResult
 from harness.spec import LabSpec, Workload
@@ -174,6 +175,24 @@ def test_a_partitioned_server_task_is_cut_off_then_healed_and_nothing_is_lost(
     print(f"\npartition of 2.0 s: longest round trip {stalled:.0f} ms, {len(during)} replies in it")
     assert not during, "replies arrived while the server was cut off"
     assert stalled >= 1500.0
+
+
+def test_clients_through_a_toxic_proxy_on_the_overlay_see_its_latency(
+    swarm_lab: SwarmLab,
+) -> None:
+    """``proxy`` on a swarm: a container on the lab's attachable overlay under the alias
+    ``proxy``; client tasks sent through it see its latency toxic, the proxy counts them."""
+    workload = Workload(count=30)
+    with swarm_lab.proxy([Toxic("latency", {"latency": "30ms"})]) as proxy:
+        through = swarm_lab.run_clients(3, workload, host=proxy.host)
+        accepted = proxy.stats()["accepted"]
+    direct = swarm_lab.run_clients(3, workload)
+    through.assert_ok()
+    direct.assert_ok()
+    added = _median_rtt(through) - _median_rtt(direct)
+    print(f"\nthrough the proxy: +{added:.2f} ms for a 30 ms latency toxic")
+    assert accepted >= 3
+    assert 29.0 <= added < 45.0
 
 
 def test_up_and_down_with_engine_swarm_leave_a_swarm_they_did_not_make(
