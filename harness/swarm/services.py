@@ -41,6 +41,7 @@ DOCKER_SOCKET = "/var/run/docker.sock"
 AGENT_MODULE = ["python3", "-m", "echolab_fault_agent"]
 HEALTH_PROBE = ["CMD", "python3", "-m", "echo_server.healthcheck"]
 CLIENT_ID_TEMPLATE = "c{{.Task.Slot}}"
+HEALTH_TIMEOUT, HEALTH_RETRIES = 10, 15
 ServiceArgs = dict[str, Any]
 
 
@@ -84,11 +85,13 @@ def server(
         # Swarm reports a task running once this probe passes (a real exchange); it goes on
         # every 2 s, so a server that stops answering is replaced too. 2 s, not 1: each probe
         # is a Python process started in the server's container, CPU the clients compete for.
+        # Tolerant (15 failures in a row, up to 10 s each): while 500 client tasks start on 2
+        # cores a probe takes longer than 3 s, and Swarm stopped a healthy server for it.
         healthcheck=Healthcheck(
             test=HEALTH_PROBE,
             interval=2 * SECOND,
-            timeout=3 * SECOND,
-            retries=3,
+            timeout=HEALTH_TIMEOUT * SECOND,
+            retries=HEALTH_RETRIES,
             start_period=20 * SECOND,
         ),
     )

@@ -25,7 +25,10 @@ def test_the_server_is_a_healthy_checked_service_behind_the_name_server() -> Non
     assert (network["Target"], network["Aliases"]) == ("l1", [SERVER_ALIAS])
     assert template["RestartPolicy"]["Condition"] == "any"  # a killed task is replaced
     container = template["ContainerSpec"]
-    assert container["Healthcheck"]["Test"][-1] == "echo_server.healthcheck"
+    health = container["Healthcheck"]
+    assert health["Test"][-1] == "echo_server.healthcheck"
+    # A loaded host's slow probes do not get a healthy server stopped: a minute of failures.
+    assert health["Retries"] * (health["Interval"] + health["Timeout"]) >= 60 * services.SECOND
     assert container["ReadOnly"] and container["CapabilityDrop"] == ["ALL"]
     assert container["Ulimits"][0]["Name"] == "nofile"
     assert template["Resources"]["Limits"]["Pids"] == 256
