@@ -185,4 +185,11 @@ class RunResult:
         if problems:
             shown = "\n".join(f"  {p}" for p in problems[:20])
             more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
-            raise CheckFailed(f"{len(problems)} problem(s) in lab {self.lab}:\n{shown}{more}")
+            # Why a client stopped is in its last words, not in the replies it lacks.
+            ended = [
+                f"  {c.client} exited {c.exit_code}: {(c.stderr.strip().splitlines() or [''])[-1]}"
+                for c in self.clients
+                if c.exit_code != 0
+            ][:5]
+            said = "\nclients that failed:\n" + "\n".join(ended) if ended else ""
+            raise CheckFailed(f"{len(problems)} problem(s) in lab {self.lab}:\n{shown}{more}{said}")
