@@ -17,7 +17,7 @@ from typing import BinaryIO
 from tenacity import Retrying
 
 from .config import ClientConfig
-from .session import ConnectFailed, connect_policy, is_self_connected
+from .session import ConnectFailed, attempt_timeout, connect_policy, is_self_connected
 
 BUFSIZ = 1024
 PROMPT = b"> "
@@ -36,7 +36,7 @@ def connect(host: str, port: int, connect_timeout: float) -> socket.socket:
         for attempt in retrying:
             with attempt:
                 attempts += 1
-                remaining = max(connect_timeout - (time.monotonic() - started), 0.05)
+                remaining = attempt_timeout(connect_timeout, time.monotonic() - started)
                 sock = socket.create_connection((host, port), timeout=remaining)
                 if is_self_connected(sock):
                     sock.close()

@@ -37,6 +37,10 @@ from .workload import make_payload, payload_id, send_offset
 
 Emit = Callable[[Exchange | Problem | ConnectionSummary], None]
 
+ATTEMPT_TIMEOUT = 5.0
+"""One connect attempt's limit: a SYN sent to an address that no longer answers (a replaced
+Swarm task's, still in a resolver's answer) is dropped, not refused, and would otherwise use
+all of --connect-timeout; the next attempt looks the name up again."""
 RETRY_WAIT = wait_exponential(multiplier=0.05, max=1.0) + wait_random(0, 0.05)
 """Fast first retries (a restarting server is back in well under a second), capped at 1 s,
 with jitter so that many clients cut off together do not reconnect in lockstep."""
@@ -59,6 +63,11 @@ def connect_policy(connect_timeout: float) -> RetryPolicy:
         "retry": retry_if_exception_type(OSError),
         "reraise": True,
     }
+
+
+def attempt_timeout(connect_timeout: float, elapsed: float) -> float:
+    """How long the next connect attempt may take (``ATTEMPT_TIMEOUT``, or what is left)."""
+    return max(min(connect_timeout - elapsed, ATTEMPT_TIMEOUT), 0.05)
 
 
 class ConnectFailed(Exception):
@@ -132,7 +141,7 @@ async def open_connection(
         async for attempt in retrying:
             with attempt:
                 attempts += 1
-                remaining = max(connect_timeout - (time.monotonic() - started), 0.05)
+                remaining = attempt_timeout(connect_timeout, time.monotonic() - started)
                 reader, writer = await asyncio.wait_for(
                     asyncio.open_connection(host, port, limit=limit), timeout=remaining
                 )

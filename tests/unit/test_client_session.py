@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 
 import pytest
+from echo_client import session
 from echo_client.records import Summary
 from echo_client.session import ConnectFailed, Outcome, describe
 
@@ -39,3 +41,31 @@ def test_exit_codes() -> None:
     assert Outcome(summary(True)).exit_code == 0
     assert Outcome(summary(False)).exit_code == 1
     assert Outcome(summary(False), fatal="cannot connect").exit_code == 3
+
+
+def test_a_connect_that_hangs_is_tried_again_not_waited_on_to_the_end(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A listener whose accept queue is full drops SYNs, as an address nobody holds any more
+    does: each attempt gives up after ``ATTEMPT_TIMEOUT`` and the next one starts afresh."""
+    monkeypatch.setattr(session, "ATTEMPT_TIMEOUT", 0.5)
+    assert session.attempt_timeout(30.0, 29.8) == pytest.approx(0.2)
+    assert session.attempt_timeout(30.0, 1.0) == 0.5
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        address = listener.getsockname()
+        fillers = []
+        try:
+            for _ in range(4):  # the accept queue (backlog 0: one) full, and then some
+                one = socket.socket()
+                one.setblocking(False)
+                one.connect_ex(address)
+                fillers.append(one)
+            with pytest.raises(ConnectFailed) as raised:
+                asyncio.run(session.open_connection(address[0], address[1], 2.0))
+        finally:
+            for one in fillers:
+                one.close()
+    attempts = int(str(raised.value).split(" after ")[1].split(" attempt")[0])
+    assert attempts >= 3, str(raised.value)
