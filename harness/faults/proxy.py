@@ -95,11 +95,13 @@ def toxic_proxy(
     name: str = "proxy",
     upstream: str = "server",
     seed: int = 0,
+    image: str | None = None,
 ) -> Iterator[Proxy]:
-    """Run a proxy to ``upstream:8899`` as ``name:8899`` on the lab network inside the ``with``."""
+    """Run a proxy to ``upstream:8899`` as ``name:8899`` on the lab network inside the ``with``;
+    ``image``: the proxy's image as the lab's engine has it (default: built there)."""
     wire = [as_toxic(t).wire() for t in toxics]  # validated before anything exists
     client = lab.docker
-    image = images.tag_for(client, "proxy")
+    image = image or images.tag_for(client, "proxy")
     command = ["serve", "--upstream", f"{upstream}:{PORT}", "--seed", str(seed)]
     for spec in wire:
         command += ["--toxic", json.dumps(spec.as_dict())]

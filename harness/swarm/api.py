@@ -29,3 +29,8 @@ def remove_service(client: DockerClient, ident: str) -> None:
     """Remove a service; one already gone is not an error."""
     with contextlib.suppress(docker.errors.NotFound):
         client.api.remove_service(ident)  # type: ignore[no-untyped-call]
+
+
+def force_update(client: DockerClient, name: str) -> None:
+    """Replace every task of service ``name`` with a new one, its spec unchanged."""
+    client.services.get(name).force_update()  # type: ignore[no-untyped-call]

@@ -26,7 +26,7 @@ from typing import Literal
 import docker.errors
 from docker.client import DockerClient
 
-from harness.errors import LabError
+from harness.errors import ConfigError, LabError
 
 log = logging.getLogger(__name__)
 IPVS = Path("/proc/net/ip_vs")
@@ -167,3 +167,36 @@ def tasks_fit(subnet: str, tasks: int) -> bool:
     """Whether ``tasks`` more addresses fit in ``subnet`` beside the lab's own (pure): each
     task takes one, and each node's load balancer and the service's VIP one more."""
     return tasks + 16 <= ipaddress.ip_network(subnet).num_addresses - 2
+
+
+# Placement by the node label ``role`` (simulated nodes: ``sut`` on the manager, ``load`` on
+# the workers; on your own swarm, ``docker node update --label-add role=sut NODE``).
+SUT = "node.labels.role==sut"
+NOT_SUT = "node.labels.role!=sut"
+
+
+def placement(where: str) -> tuple[list[str], list[str]]:
+    """The server's and the clients' constraints for ``where`` (pure): ``"any"`` none,
+    ``"same"`` both on the ``role=sut`` node, ``"cross"`` the clients on other nodes."""
+    if where == "any":
+        return [], []
+    if where == "same":
+        return [SUT], [SUT]
+    if where == "cross":
+        return [SUT], [NOT_SUT]
+    raise ConfigError(f"placement must be 'any', 'same' or 'cross', got {where!r}")
+
+
+def check_placement(client: DockerClient, where: str) -> None:
+    """ConfigError, before anything is deployed, when the swarm's nodes cannot hold ``where``
+    (Swarm would leave the tasks pending, and say so only as a timeout)."""
+    if where == "any":
+        return
+    roles = [n.attrs["Spec"].get("Labels", {}).get("role") for n in client.nodes.list()]
+    sut = sum(role == "sut" for role in roles)
+    if sut == 0 or (where == "cross" and sut == len(roles)):
+        need = "a node labelled role=sut" + (" and one not" if where == "cross" else "")
+        raise ConfigError(
+            f"placement {where!r} needs {need}; this swarm's nodes have roles {roles} "
+            "(docker node update --label-add role=sut NODE, or [experiment] nodes = 2)"
+        )

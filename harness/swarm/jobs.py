@@ -1,5 +1,11 @@
 """A batch of Swarm client tasks (one ``replicated-job`` service) and its results read back.
 
+A batch made by ``SwarmLab.create_clients`` is gated, as on one machine: each task starts
+behind the same few lines (``clients.GATE_SCRIPT``) that wait for a file in its ``/tmp``, so
+its network namespace exists, on whichever node placed it, and faults can be applied there
+before its first packet; ``SwarmBatch.start()`` opens the gates (an exec in each task's
+container, through its node's engine).
+
 Each task's records are read from its container's log, through the engine of the node that ran
 it, then by the same code as on one machine (``results.read_client_output``) and checked by
 the same checks (``RunResult``); each result says which node ran it. The job's service is
@@ -18,6 +24,8 @@ from typing import Any
 from docker.client import DockerClient
 from docker.models.containers import Container
 
+from harness.clients import GATE_FILE, GATE_SCRIPT
+from harness.containers import output_of
 from harness.errors import LabError
 from harness.results import ClientResult, RunResult, read_client_output
 from harness.spec import Workload
@@ -25,6 +33,12 @@ from harness.swarm import api
 from harness.waiting import NotReady, WaitTimeout, wait_for
 
 DONE = ("complete", "failed", "rejected", "shutdown", "orphaned", "remove")
+RELEASE_PARALLELISM = 16
+
+
+def gated(entrypoint: list[str]) -> list[str]:
+    """The command of a gated task whose image's entrypoint is ``entrypoint`` (pure)."""
+    return ["python3", "-c", GATE_SCRIPT, *entrypoint]
 
 
 def client_id(task: dict[str, Any]) -> str:
@@ -76,6 +90,38 @@ class SwarmClientRun:
 
     def tasks(self) -> list[dict[str, Any]]:
         return api.tasks(self._client, {"service": self.service})
+
+    def released(self, start_s: float) -> None:
+        """The gates opened (``SwarmBatch.start``), taking ``start_s``: the run starts now."""
+        self.start_s = start_s
+        self._started = time.monotonic() - start_s
+
+    def wait_placed(self, timeout: float) -> list[dict[str, Any]]:
+        """Wait until every task of a gated batch runs (its container waits at the gate); a
+        task that ended before the gate opened fails the batch with its reason."""
+
+        def placed() -> list[dict[str, Any]]:
+            tasks = self.tasks()
+            ended = [t for t in tasks if t["Status"]["State"] in DONE]
+            if ended:
+                reasons = sorted({str(t["Status"].get("Err") or t["Status"]["State"])
+                                  for t in ended})  # fmt: skip
+                raise LabError(
+                    f"{len(ended)} gated client task(s) of lab {self.lab_id} ended before their "
+                    f"gate opened: {'; '.join(reasons)}",
+                    self._logs(),
+                )
+            running = [t for t in tasks if t["Status"]["State"] == "running"]
+            if len(running) < self.n:
+                raise NotReady(f"{len(running)}/{self.n} client tasks run, gated")
+            return sorted(running, key=lambda t: int(t.get("Slot") or 0))
+
+        try:
+            return wait_for(
+                f"{self.n} gated client tasks of lab {self.lab_id} to run", placed, timeout=timeout
+            )
+        except WaitTimeout as error:
+            raise LabError(str(error), self._logs()) from error
 
     def wait(self, timeout: float | None = None) -> RunResult:
         """Wait until every task has ended, read its records, remove the job."""
@@ -152,16 +198,29 @@ class SwarmClientRun:
 
 @dataclass
 class SwarmBatch:
-    """Clients to be started as one job (``SwarmLab.create_clients``): ``start()`` creates it.
-    No container exists before then (``containers`` is empty, as a live display reads it)."""
+    """Client tasks placed and waiting at their gate (``SwarmLab.create_clients``): impair
+    them (``"clients"`` or their ids), then ``start()`` opens every gate at once."""
 
-    launch: Callable[[], SwarmClientRun]
+    job: SwarmClientRun
     containers: list[Container] = field(default_factory=list)
     started: SwarmClientRun | None = None
 
     def start(self) -> SwarmClientRun:
-        if self.started is None:
-            self.started = self.launch()
+        if self.started is not None:
+            return self.started
+        began = time.monotonic()
+
+        def release(container: Container) -> None:
+            code, output = container.exec_run(["touch", GATE_FILE])
+            if code != 0:
+                text = output_of(output).decode(errors="replace")
+                raise LabError(f"cannot start client task {container.name}: {text}")
+
+        workers = max(1, min(RELEASE_PARALLELISM, len(self.containers)))
+        with ThreadPoolExecutor(workers, thread_name_prefix="swarm-release") as pool:
+            list(pool.map(release, self.containers))
+        self.job.released(time.monotonic() - began)
+        self.started = self.job
         return self.started
 
     def run(self) -> RunResult:

@@ -35,7 +35,7 @@ from docker.types import IPAMConfig, IPAMPool
 from echolab_fault_agent import LAB_ENV
 
 from harness import images, labels, session, sweep
-from harness.errors import ConfigError, FaultError, LabError
+from harness.errors import ConfigError, FaultError
 from harness.faults import impair as impairs
 from harness.faults.backend import Backend
 from harness.faults.block import BlockDirection
@@ -46,10 +46,10 @@ from harness.faults.target import Target
 from harness.results import RunResult
 from harness.spec import LabSpec, Workload, check_capacity
 from harness.swarm import agent as agents
-from harness.swarm import api, cluster, registry, services, teardown
+from harness.swarm import api, cluster, health, jobs, registry, services, teardown
 from harness.swarm.agent import Agent, TaskTarget
 from harness.swarm.jobs import SwarmBatch, SwarmClientRun
-from harness.waiting import NotReady, WaitTimeout, wait_for
+from harness.swarm.placement import Nodes, container_id
 
 log = logging.getLogger(__name__)
 SWARM_IMAGES = ("server", "client", "engine", "agent")
@@ -85,7 +85,8 @@ class SwarmLab:
         self._owner = owner  # None: this process's session
         self._session: str | None = None
         self._node_engines = dict(node_engines or {})
-        self._nodes: dict[str, str] = {}
+        self._placement: Nodes | None = None
+        self._client_entrypoint: list[str] = []
         self._registry: registry.Registry | None = None
         # An existing registry every node reaches (``host:port``), instead of the lab's own.
         self.registry_address = registry_address or os.environ.get(REGISTRY_ENV) or None
@@ -95,6 +96,7 @@ class SwarmLab:
         self._builder = builder
         self.push_address = push_address
         self.subnet = ""  # the overlay's, chosen at start
+        self._pull_address = ""  # the registry as the nodes reach it, known at start
         self.references: dict[str, str] = {}  # image name -> its reference in the lab registry
         self._batches = 0
         self._partitions = agents.Partitions(self)
@@ -107,6 +109,13 @@ class SwarmLab:
         if self._client is None:
             self._client = docker.from_env(max_pool_size=32)
         return self._client
+
+    @property
+    def nodes(self) -> Nodes:
+        """The nodes' engines, names and the tasks' containers (``placement``)."""
+        if self._placement is None:
+            self._placement = Nodes(self.docker, self._node_engines)
+        return self._placement
 
     @property
     def builder(self) -> DockerClient:
@@ -154,11 +163,14 @@ class SwarmLab:
                 sweep.sweep(self.docker, everything=False)
                 teardown.sweep_services(self.docker)
             tags = images.ensure_all(self.builder, SWARM_IMAGES)
+            config = self.builder.images.get(tags["client"]).attrs["Config"]
+            self._client_entrypoint = list(config.get("Entrypoint") or [])
             owner = self.session
             address = self.registry_address
             if address is None:
                 self._registry = registry.start(self.docker, lab_id=self.id, owner=owner)
                 address = self._registry.address
+            self._pull_address = address
             pushing = self.push_address or address
             for name, tag in tags.items():
                 registry.push(self.builder, pushing, tag)
@@ -227,100 +239,66 @@ class SwarmLab:
         return sorted(found, key=lambda t: (int(t.get("Slot") or 0), t["ID"]))
 
     def node_name(self, node: str) -> str:
-        if node and node not in self._nodes:
-            described = self.docker.api.inspect_node(node)
-            self._nodes[node] = str(described["Description"]["Hostname"])
-        return self._nodes.get(node, node)
+        return self.nodes.name(node)
 
     def node_engine(self, node: str) -> DockerClient:
-        """The engine of ``node``: given at construction, or the harness's own for its node."""
-        if node in self._node_engines:
-            return self._node_engines[node]
-        if node == cluster.local_node_id(self.docker):
-            return self.docker
-        raise LabError(
-            f"no Docker engine known for node {self.node_name(node)}: the harness reaches a "
-            "node's fault agent through that node's engine (SwarmLab(node_engines={...}))"
-        )
+        return self.nodes.engine(node)
 
     def wait_server_healthy(self, timeout: float | None = None) -> None:
-        """Wait until ``replicas`` server tasks run (Swarm says running once the image's health
-        probe, a real echo exchange, passed)."""
-
-        def healthy() -> None:
-            found = self.tasks("server")
-            if len(found) < self.replicas:
-                every = [t["Status"] for t in self.tasks("server", running=False)]
-                states = sorted(f"{s['State']} {s.get('Err') or ''}".strip() for s in every)
-                raise NotReady(f"{len(found)}/{self.replicas} running ({', '.join(states)})")
-
-        try:
-            wait_for(
-                f"the server service of lab {self.id} to be healthy",
-                healthy,
-                timeout=timeout or self.spec.health_timeout,
-            )
-        except WaitTimeout as error:
-            raise LabError(str(error), self.logs()) from error
+        health.server_healthy(self, timeout)
 
     def wait_agents(self, timeout: float = 60.0) -> None:
-        """Wait until an agent task runs on every ready node and the local one answers."""
+        health.agents_ready(self, timeout)
 
-        def ready() -> None:
-            nodes = {n["ID"] for n in self.docker.api.nodes() if n["Status"]["State"] == "ready"}
-            covered = {t["NodeID"] for t in self.tasks("agent")}
-            if not nodes <= covered:
-                raise NotReady(f"agents run on {len(covered)} of {len(nodes)} nodes")
-            self.agent_on(cluster.local_node_id(self.docker)).request({"op": "ping"})
-
-        try:
-            wait_for(
-                f"the fault agents of lab {self.id}",
-                ready,
-                timeout=timeout,
-                transient=(docker.errors.APIError, FaultError),
-            )
-        except WaitTimeout as error:
-            raise LabError(str(error), self.logs()) from error
-
-    def _container_of(self, task: dict[str, Any]) -> str:
-        status = task["Status"].get("ContainerStatus") or {}
-        ident = status.get("ContainerID")
-        if not ident:
-            raise NotReady(f"task {task['ID'][:12]} has no container yet")
-        return str(ident)
+    def client_tasks(self) -> list[dict[str, Any]]:
+        """The running tasks of every client job of this lab (gated or sending)."""
+        filters = {"label": [f"{labels.LAB}={self.id}", f"{labels.ROLE}=clients"]}
+        found = []
+        for service in api.services(self.docker, filters):
+            # not by desired state: a job task's is "complete" while it runs
+            found += api.tasks(self.docker, {"service": service["ID"]})
+        return [t for t in found if t["Status"]["State"] == "running"]
 
     def resolve_tasks(self, target: str) -> list[TaskTarget]:
-        """``"server"``: its running tasks' containers (what faults go to)."""
-        if target != "server":
+        """``"server"`` (its running tasks), ``"clients"`` (every client task running now) or
+        a client id (``c<slot>``): the containers faults go to, each with its node."""
+        if target == "server":
+            chosen = self.tasks("server")
+        else:
+            chosen = [t for t in self.client_tasks() if target in ("clients", jobs.client_id(t))]
+        if not chosen:
             raise ConfigError(
-                f"unknown target {target!r} in Swarm lab {self.id}: faults go to 'server' "
-                "(client tasks run to completion as a job, and cannot be held before they send)"
+                f"unknown target {target!r} in Swarm lab {self.id}: no running task of it "
+                "(targets: 'server', 'clients' or a running client's id; create clients with "
+                "lab.create_clients() to impair them before they send)"
             )
         found = []
-        for task in self.tasks("server"):
-            ident = self._container_of(task)
+        for task in chosen:
+            ident = container_id(task)
             engine = self.node_engine(task["NodeID"])
             name = engine.api.inspect_container(ident)["Name"].lstrip("/")
             found.append(TaskTarget(name, ident, str(task["NodeID"])))
-        if not found:
-            raise ConfigError(f"no running server task in Swarm lab {self.id}")
-        return found
+        return sorted(found, key=lambda t: t.name)
 
     def agent_on(self, node: str) -> Agent:
         for task in self.tasks("agent"):
             if task["NodeID"] == node:
                 engine = self.node_engine(node)
-                return Agent(engine.containers.get(self._container_of(task)), self.node_name(node))
+                return Agent(engine.containers.get(container_id(task)), self.node_name(node))
         raise FaultError(f"no fault agent runs on node {self.node_name(node)}")
 
     def kill_server_task(self, index: int = 0) -> str:
         """SIGKILL one server task's container (a crash, no drain); Swarm starts another. The
         killed task's id."""
         task = self.tasks("server")[index]
-        engine = self.node_engine(task["NodeID"])
-        engine.containers.get(self._container_of(task)).kill()
+        self.nodes.container(task).kill()
         return str(task["ID"])
+
+    def restart_server(self, timeout: float | None = None) -> list[str]:
+        """As ``Lab.restart_server``: every server task stopped (SIGTERM: it drains) and
+        replaced in turn (a rolling update); the new tasks' ids once they run, healthy. A new
+        task is a new container, on whichever node Swarm picks."""
+        return health.restart_server(self, timeout)
 
     # -- faults ---------------------------------------------------------------------------------
 
@@ -366,14 +344,18 @@ class SwarmLab:
     def proxy(
         self, toxics: Sequence[ToxicLike] = (), *, name: str = "proxy", seed: int = 0
     ) -> AbstractContextManager[Proxy]:
-        """As ``Lab.proxy``: a container on the lab's (attachable) overlay, on the node of the
-        harness's engine; clients started with ``host=proxy.host`` reach the server through it."""
+        """As ``Lab.proxy``: a container on the lab's (attachable) overlay, on the manager's
+        node; clients started with ``host=proxy.host`` reach the server through it. Its image
+        is the builder's; where the manager's engine is another, it is pushed to the lab's
+        registry and pulled from there."""
+        image = None
         if self._builder is not None:
-            raise ConfigError(
-                "the toxic proxy runs on the node of the engine that builds the images; "
-                "on simulated nodes it is not there yet"
-            )
-        return toxic_proxy(self, toxics, name=name, seed=seed)
+            tag = images.tag_for(self.builder, "proxy")
+            registry.push(self.builder, self.push_address or self._pull_address, tag)
+            image = registry.reference(self._pull_address, tag)
+            name_only, version = registry.split_reference(image)
+            self.docker.images.pull(name_only, tag=version)
+        return toxic_proxy(self, toxics, name=name, seed=seed, image=image)
 
     def partition(self, target: Target) -> list[str]:
         """As ``Lab.partition``, until ``heal``: ``target`` blocked both ways by its agent."""
@@ -409,6 +391,42 @@ class SwarmLab:
     ) -> SwarmClientRun:
         """``n`` client tasks as one job, all at once; collect them with ``.wait()``.
         ``constraints`` place them (``["node.labels.role==load"]``)."""
+        return self._job(n, workload, host=host, constraints=constraints, gated=False)
+
+    def create_clients(
+        self,
+        n: int | None = None,
+        workload: Workload | None = None,
+        *,
+        command: Sequence[str] | None = None,
+        host: str | None = None,
+        constraints: list[str] | None = None,
+    ) -> SwarmBatch:
+        """As ``Lab.create_clients``: ``n`` client tasks placed and waiting at their gate,
+        each on its node; faults applied to them now hold from their first packet;
+        ``.start()`` opens the gates."""
+        job = self._job(
+            n, workload, host=host, constraints=constraints, gated=True, command=command
+        )
+        try:
+            placed = job.wait_placed(timeout=60.0 + 0.5 * job.n)
+            return SwarmBatch(job, [self.nodes.container(task) for task in placed])
+        except BaseException:
+            job.remove()
+            raise
+
+    def _job(
+        self,
+        n: int | None,
+        workload: Workload | None,
+        *,
+        host: str | None,
+        constraints: list[str] | None,
+        gated: bool,
+        command: Sequence[str] | None = None,
+    ) -> SwarmClientRun:
+        """One job of ``n`` client tasks; ``command``: the client's arguments, when not the
+        workload's (``ECHO_CLIENT_ID`` names each task by its slot)."""
         n = self.spec.clients if n is None else n
         workload = workload or self.spec.workload
         check_capacity(self.spec.server, n, workload)
@@ -427,6 +445,8 @@ class SwarmLab:
                 workload,
                 host=host,
                 constraints=constraints,
+                command=jobs.gated(self._client_entrypoint) if gated else None,
+                args=None if command is None else list(command),
             )
         )
         return SwarmClientRun(
@@ -441,20 +461,6 @@ class SwarmLab:
             self.logs,
         )
 
-    def create_clients(
-        self,
-        n: int | None = None,
-        workload: Workload | None = None,
-        *,
-        command: Sequence[str] | None = None,
-        host: str | None = None,
-    ) -> SwarmBatch:
-        """As ``Lab.create_clients``; the job is created at ``.start()`` (a task has no gate:
-        it sends as soon as it is placed, so clients cannot be impaired before they send)."""
-        if command is not None:
-            raise ConfigError("a Swarm lab's clients run the client's own command only")
-        return SwarmBatch(lambda: self.start_clients(n, workload, host=host))
-
     def run_clients(
         self, n: int | None = None, workload: Workload | None = None, *, host: str | None = None
     ) -> RunResult:
@@ -463,30 +469,11 @@ class SwarmLab:
     # -- reports --------------------------------------------------------------------------------
 
     def task_logs(self, task: dict[str, Any], tail: int | None = None) -> tuple[str, str]:
-        """A task's stdout and stderr, from its container on its node."""
-        engine = self.node_engine(str(task["NodeID"]))
-        container = engine.containers.get(self._container_of(task))
-        limit: dict[str, Any] = {} if tail is None else {"tail": tail}
-        out = container.logs(stdout=True, stderr=False, **limit)
-        err = container.logs(stdout=False, stderr=True, **limit)
-        return out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+        return self.nodes.task_logs(task, tail)
 
     def logs(self, tail: int = 200) -> dict[str, str]:
         """The last lines of each task of the lab's services, for reports."""
-        found = dict(self.collected_logs)
-        for service in api.services(self.docker, {"label": f"{labels.LAB}={self.id}"}):
-            for task in api.tasks(self.docker, {"service": service["ID"]}):
-                name = f"{service['Spec']['Name']}.{task['ID'][:12]}"
-                if not task.get("NodeID"):  # never placed: no container, no log
-                    found[name] = str(task["Status"].get("Err") or task["Status"]["State"])
-                    continue
-                try:
-                    out, err = self.task_logs(task, tail)
-                except (docker.errors.DockerException, LabError, NotReady) as error:
-                    found[name] = f"(no logs: {error})"
-                    continue
-                found[name] = out + err
-        return found
+        return {**self.collected_logs, **self.nodes.service_logs(self.id, tail)}
 
 
 @contextlib.contextmanager

@@ -122,7 +122,11 @@ def clients(
     *,
     host: str | None = None,
     constraints: list[str] | None = None,
+    command: list[str] | None = None,
+    args: list[str] | None = None,
 ) -> ServiceArgs:
+    """``command`` replaces the image's entrypoint (``jobs.gated`` holds a task at its gate);
+    ``args`` the client's arguments (default: the workload's; its id is the task's slot)."""
     env = {
         "ECHO_HOST": host or SERVER_ALIAS,
         "ECHO_PORT": "8899",
@@ -130,7 +134,8 @@ def clients(
     }
     container = ContainerSpec(
         image,
-        args=workload.command(None),
+        command=command,
+        args=workload.command(None) if args is None else args,
         env=[f"{key}={value}" for key, value in env.items()],
         labels={**tags, labels.ROLE: "client"},
         mounts=[_tmpfs()],

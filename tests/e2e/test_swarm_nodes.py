@@ -20,6 +20,7 @@ from docker.types import EndpointSpec
 
 from harness import images, labels
 from harness.faults.sidecar import ROLE as SIDECAR_ROLE
+from harness.faults.toxic import Toxic
 from harness.results import RunResult
 from harness.spec import LabSpec, Workload
 from harness.swarm import nodes
@@ -100,7 +101,8 @@ def test_a_lab_on_the_nodes_faults_a_worker_task_through_that_nodes_agent(
 ) -> None:
     """``SwarmLab`` across the nodes: the server placed on the worker, clients on the manager;
     a delay on the server is applied by the worker's agent (its sidecar on the worker's engine,
-    none on the manager's), seen by the clients across the overlay, and removed."""
+    none on the manager's), seen by the clients across the overlay, and removed; a toxic proxy
+    on the manager's engine, its image from the lab registry, adds its latency."""
     on_manager = ["node.role==manager"]
     workload = Workload(count=40, timeout=60, connect_timeout=30)
     with cluster.lab(LabSpec(clients=0), server_constraints=["node.role==worker"]) as lab:
@@ -121,6 +123,15 @@ def test_a_lab_on_the_nodes_faults_a_worker_task_through_that_nodes_agent(
         assert base + 19.0 <= slower < base + 40.0
         assert lab.faults() == []
         assert worker.containers.list(all=True, filters=mine) == []
+        # The toxic proxy: built on the host, pulled by the manager from the lab registry.
+        with lab.proxy([Toxic("latency", {"latency": "30ms"})]) as proxy:
+            assert proxy.container.client.api.base_url == manager.api.base_url
+            through = lab.start_clients(3, workload, host=proxy.host, constraints=on_manager)
+            proxied = through.wait()
+        proxied.assert_ok()
+        added = _median_rtt(proxied) - base
+        print(f"swarm nodes: +{added:.2f} ms through the proxy's 30 ms latency toxic")
+        assert 29.0 <= added < 45.0
 
 
 def test_a_closed_cluster_leaves_nothing(docker_client: docker.DockerClient) -> None:

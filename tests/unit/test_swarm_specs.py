@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from echolab_fault_agent.agent import handle
 
-from harness.errors import LabError
+from harness.clients import GATE_FILE, GATE_SCRIPT
+from harness.errors import ConfigError, LabError
 from harness.spec import SERVER_ALIAS, LabSpec, Workload
 from harness.swarm import cluster, jobs, services
 
@@ -93,3 +94,39 @@ def test_the_lab_overlay_gets_a_free_slash_20_that_holds_thousands_of_tasks() ->
     assert cluster.tasks_fit("10.128.0.0/20", 4000)
     assert not cluster.tasks_fit("10.128.0.0/20", 4090)
     assert not cluster.tasks_fit("10.0.0.0/24", 500)  # Swarm's default: why 500 tasks failed
+
+
+def test_gated_clients_wait_at_the_gate_then_run_the_image_s_entrypoint() -> None:
+    """A gated job replaces the entrypoint with the gate (which imports the client's module
+    and waits for its file); the client's arguments stay the workload's, or those given."""
+    entrypoint = ["python3", "-m", "echo_client"]
+    workload = Workload(count=7)
+    gated = services.clients(
+        "img", "lab-clients0", "net", {}, 3, workload, command=jobs.gated(entrypoint)
+    )
+    spec = gated["task_template"]["ContainerSpec"]
+    assert spec["Command"] == ["python3", "-c", GATE_SCRIPT, *entrypoint]
+    assert spec["Args"] == workload.command(None)
+    assert GATE_FILE in GATE_SCRIPT and GATE_FILE.startswith("/tmp/")  # the task's tmpfs
+    plain = services.clients("img", "lab-clients1", "net", {}, 3, workload, args=["--x"])
+    assert plain["task_template"]["ContainerSpec"].get("Command") is None  # the image's
+    assert plain["task_template"]["ContainerSpec"]["Args"] == ["--x"]
+
+
+@pytest.mark.parametrize(
+    ("where", "server", "clients"),
+    [
+        ("any", [], []),
+        ("same", [cluster.SUT], [cluster.SUT]),
+        ("cross", [cluster.SUT], [cluster.NOT_SUT]),
+    ],
+)
+def test_placement_puts_the_server_on_the_sut_node_and_clients_beside_it_or_not(
+    where: str, server: list[str], clients: list[str]
+) -> None:
+    assert cluster.placement(where) == (server, clients)
+
+
+def test_an_unknown_placement_is_refused() -> None:
+    with pytest.raises(ConfigError, match="'any', 'same' or 'cross'"):
+        cluster.placement("near")
