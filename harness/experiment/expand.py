@@ -103,6 +103,8 @@ def check(experiment: Experiment, settings: Mapping[str, Value], where: str) -> 
     needed = min_size(f"c{clients - 1}", int(settings["messages"]))
     if int(settings["size"]) < needed:
         raise _why("size", settings["size"], where, f">= {needed} (the client's header + newline)")
+    if settings["placement"] != "any" and experiment.engine != "swarm":
+        raise _why("placement", settings["placement"], where, "'any' unless engine = 'swarm'")
     if settings["framing"] == "raw" and int(settings["pipeline"]) > 1:
         raise _why("pipeline", settings["pipeline"], where, "1 with framing 'raw'")
     try:

@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from contextlib import ExitStack, closing
 from dataclasses import asdict
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import docker
 import numpy as np
@@ -37,9 +37,11 @@ from harness.experiment.schedule import Scheduler, Timeline
 from harness.experiment.stats import RunStats, fidelity, run_stats
 from harness.experiment.store import Columns, Results
 from harness.faults.impair import Applied
-from harness.lab import Engine, Lab
+from harness.lab import Lab
 from harness.results import RunResult
-from harness.swarm import cluster
+from harness.swarm import cluster, nodes
+from harness.swarm.lab import SwarmLab
+from harness.swarm.nodes import Cluster
 
 LISTED = 1000  # violations and problems kept by name per run (all are counted)
 
@@ -61,16 +63,35 @@ def _client_command(experiment: Experiment, run: Run) -> list[str] | None:
     return [*argv[:at], *argv[at + 2 :], "--framing", "raw"]
 
 
-def execute(experiment: Experiment, run: Run, display: Display) -> dict[str, Any]:
+def _lab(experiment: Experiment, run: Run, nodes: Cluster | None) -> Lab:
+    """A fresh lab for ``run``: on one engine, on the engine's swarm, or on the batch's
+    simulated nodes; on a swarm its server placed as ``placement`` asks."""
+    spec = lab_spec_of(experiment, run)
+    if experiment.engine != "swarm":
+        return Lab(spec)
+    server_on, _ = cluster.placement(str(run.settings["placement"]))
+    if nodes is not None:
+        return cast(Lab, nodes.lab(spec, server_constraints=server_on))
+    return cast(Lab, SwarmLab(spec, server_constraints=server_on))
+
+
+def execute(
+    experiment: Experiment, run: Run, display: Display, nodes: Cluster | None = None
+) -> dict[str, Any]:
     """Run one run on a fresh lab; its record (``run.json``) and its exchanges."""
     began = time.monotonic()
     timeline = Timeline()
     applied: list[tuple[str, Applied]] = []
-    with Lab(lab_spec_of(experiment, run), engine=_engine(experiment)) as lab:
+    with _lab(experiment, run, nodes) as lab:
         lab_ready = time.monotonic()
         with ExitStack() as faults:
             host = _grid_proxy(experiment, run, lab, timeline, faults)
-            batch = lab.create_clients(command=_client_command(experiment, run), host=host)
+            command = _client_command(experiment, run)
+            if isinstance(lab, SwarmLab):
+                _, clients_on = cluster.placement(str(run.settings["placement"]))
+                batch = lab.create_clients(command=command, host=host, constraints=clients_on)
+            else:
+                batch = lab.create_clients(command=command, host=host)
             grid = _grid_impair(experiment, run, lab, timeline, faults)
             if grid is not None:
                 applied.append(("g0", grid))
@@ -218,6 +239,7 @@ def _record(
                 "exit_code": c.exit_code,
                 "replied": len(c.exchanges),
                 "reconnects": c.summary.reconnects if c.summary else None,
+                **({"node": c.node} if c.node else {}),
                 "stderr_tail": c.stderr[-2000:] if c.exit_code != 0 else "",
             }
             for c in result.clients
@@ -245,14 +267,21 @@ def run_all(
     on disk before the next begins."""
     done = set(results.done())
     ran = []
+    made: Cluster | None = None
     with ExitStack() as swarm:
-        if experiment.engine == "swarm":  # one this engine is in, or one made for the batch
+        if experiment.engine == "swarm":
             client = swarm.enter_context(closing(docker.from_env()))
-            swarm.enter_context(cluster.single_node(client, session.current_id()))
+            if experiment.nodes >= 2:  # simulated nodes on this machine, for the batch
+                made = swarm.enter_context(nodes.start(client, workers=experiment.nodes - 1))
+                client = made.manager.docker
+            else:  # the swarm this engine is in, or a single-node one made for the batch
+                swarm.enter_context(cluster.single_node(client, session.current_id()))
+            for where in sorted({str(r.settings["placement"]) for r in runs}):
+                cluster.check_placement(client, where)
         for run in runs:
             if run.id in done:
                 continue
-            record = execute(experiment, run, display)
+            record = execute(experiment, run, display, made)
             exchanges = record.pop("_exchanges")
             results.write_run(run.id, exchanges, record)
             display.run_finished(
@@ -260,10 +289,6 @@ def run_all(
             )
             ran.append(run.id)
     return ran
-
-
-def _engine(experiment: Experiment) -> Engine:
-    return "swarm" if experiment.engine == "swarm" else "docker"
 
 
 def _stat_fields(stats: dict[str, Any]) -> dict[str, Any]:

@@ -124,8 +124,20 @@ class Scheduler:
     def _run(self, t0: float) -> None:
         for number, event in enumerate(self.events):
             if self._stop.wait(max(0.0, t0 + event.at - time.time())):
+                self._skipped(number)
                 return
             self.apply(event, f"s{number}")
+
+    def _skipped(self, first: int) -> None:
+        """The events the run ended before (the clients were done): recorded as such, so a
+        timeline never reads as if they had been applied or forgotten."""
+        for number in range(first, len(self.events)):
+            event = self.events[number]
+            self.timeline.record(
+                time.time(), fault=f"s{number}", action=event.action, target=event.target,
+                planned_s=event.at, source="schedule", event="skipped",
+                reason="the clients had finished before it was reached",
+            )  # fmt: skip
 
     def apply(self, event: Event, fault: str) -> None:
         began = time.time()

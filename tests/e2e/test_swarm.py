@@ -140,6 +140,51 @@ def test_a_killed_server_task_is_replaced_and_the_clients_lose_nothing(
     assert len(replaced) == 1 and replaced[0]["ID"] != killed
 
 
+def test_gated_client_tasks_are_impaired_one_by_id_before_they_send(
+    swarm_lab: SwarmLab,
+) -> None:
+    """``create_clients`` on a swarm: the tasks run, held at their gate, so a fault on one
+    client id (through its node's agent) holds from its first packet; ``start`` releases."""
+    batch = swarm_lab.create_clients(3, Workload(count=40))
+    assert len(batch.containers) == 3
+    assert all(c.exec_run(["ls", "/tmp"]).output.strip() == b"" for c in batch.containers)
+    with swarm_lab.impair("c1", delay="20ms") as fault:
+        assert [entry["labels"][labels.FAULT_TARGET] for entry in swarm_lab.faults()] == (
+            fault.targets
+        )
+        result = batch.start().wait()
+    result.assert_ok()
+    by_id = {c.client: statistics.median(e.rtt_ms for e in c.exchanges) for c in result.clients}
+    first = {c.client: c.exchanges[0].rtt_ms for c in result.clients}
+    print(f"\ngated tasks, 20 ms on c1 alone: medians {by_id}, first exchanges {first}")
+    assert by_id["c1"] >= max(by_id["c0"], by_id["c2"]) + 19.0
+    assert first["c1"] >= 20.0  # in force from its first packet
+    assert max(by_id["c0"], by_id["c2"]) < 10.0
+    assert swarm_lab.faults() == []
+
+
+def test_a_restarted_server_is_replaced_and_the_clients_lose_nothing(
+    swarm_lab: SwarmLab,
+) -> None:
+    """``restart_server`` on a swarm: a forced update stops the task (it drains) and starts a
+    new one; the clients reconnect and every message gets its reply."""
+    before = {t["ID"] for t in swarm_lab.tasks("server")}
+    batch = swarm_lab.create_clients(4, Workload(count=120, rate=20.0, timeout=120))  # 6 s
+    run = batch.start()
+    time.sleep(1.5)
+    began = time.monotonic()
+    new = swarm_lab.restart_server()
+    took = time.monotonic() - began
+    result = run.wait()
+    result.assert_ok()
+    assert all(len(c.exchanges) == 120 for c in result.clients)
+    reconnects = [c.summary.reconnects for c in result.clients if c.summary]
+    print(f"\nserver restarted on the swarm in {took:.1f} s; reconnects {reconnects}")
+    assert min(reconnects) >= 1, reconnects
+    assert len(new) == swarm_lab.replicas and not set(new) & before
+    assert {t["ID"] for t in swarm_lab.tasks("server")} == set(new)
+
+
 def test_a_partitioned_server_task_is_cut_off_then_healed_and_nothing_is_lost(
     swarm_lab: SwarmLab,
 ) -> None:
@@ -225,9 +270,11 @@ engine = "swarm"
 order = "declared"
 timeout = "60s"
 
+fault_target = "clients"
+
 [run]
 clients = 3
-messages = 40
+messages = 200
 rate = 20
 
 [grid]
@@ -242,14 +289,19 @@ delay = "10ms"
 [[schedule]]
 at = "0.8s"
 action = "heal"
+
+[[schedule]]
+at = "1.6s"
+action = "restart"
 """
 
 
 def test_a_declared_experiment_runs_on_the_swarm(
     tmp_path: Path, docker_client: docker.DockerClient, swarm: bool
 ) -> None:
-    """``engine = "swarm"``: each run on a fresh ``SwarmLab``, its whole-run and scheduled
-    faults applied through the node's agent, its records those of a single-machine run."""
+    """``engine = "swarm"``: each run on a fresh ``SwarmLab``, its whole-run fault on the
+    gated client tasks and its scheduled ones on the server applied through the node's agent,
+    a scheduled restart replacing the server task, its records those of a single-machine run."""
     source = tmp_path / "swarm.toml"
     source.write_text(SWARM_EXPERIMENT)
     out = tmp_path / "out"
@@ -264,17 +316,23 @@ def test_a_declared_experiment_runs_on_the_swarm(
     medians: dict[str, float] = {}
     for record in records:
         assert record["engine"] == "swarm" and record["status"] == "ok", record["id"]
-        assert record["stats"]["replies"] == 120
+        assert record["stats"]["replies"] == 600
         assert not docker_client.api.containers(
             all=True, filters={"label": f"{labels.LAB}={record['lab']}"}
         ), "a run's lab is removed before the next"
         with gzip.open(out / "runs" / record["id"] / "exchanges.csv.gz", "rt") as file:
             rows = list(csv.DictReader(file))
         settings = record["settings"]
-        medians[settings["delay"]] = statistics.median(float(row["rtt_ms"]) for row in rows)
         events = {(e["fault"], e["event"]) for e in record["timeline"]}
         assert (("g0", "applied") in events) == (settings["delay"] == "20ms")
-        assert {("s0", "applied"), ("s0", "removed")} <= events
+        assert {("s0", "applied"), ("s0", "removed"), ("s2", "applied")} <= events
+        restart = next(e for e in record["timeline"] if e["fault"] == "s2")
+        before = record["t0_wall"] + restart["t_s"]  # what the restart's outage cannot touch
+        medians[settings["delay"]] = statistics.median(
+            float(row["rtt_ms"]) for row in rows if float(row["sent"]) < before
+        )
+        reconnects = [client["reconnects"] for client in record["clients"]]
+        assert min(reconnects) >= 1, reconnects  # the restart cut every connection
         applied = next(e for e in record["timeline"] if e["fault"] == "s0")
         assert applied["staged"] is False  # a swarm's agent applies in one request
         timings = {k: round(v, 1) for k, v in record["timings"].items()}

@@ -259,23 +259,56 @@ def test_the_engine_is_docker_unless_swarm_is_declared() -> None:
 
 
 @pytest.mark.parametrize(
-    ("change", "key"),
+    ("change", "field"),
     [
-        (("[run]", 'fault_target = "clients"\n[run]'), "experiment.fault_target"),
-        (("[run]", f"{TOXICS}\n[run]"), "toxics"),
-        ((IMPAIR, 'action = "partition"\ntarget = "c1"'), "schedules.default"),
-        ((IMPAIR, 'action = "restart"'), "schedules.default"),
-        (('target = "server"', 'target = "c0"'), "schedules.default"),
-        (("clients = 3", 'clients = 3\nframing = "raw"'), "framing"),
+        (("[run]", 'fault_target = "clients"\n[run]'), "fault_target"),
+        (("[run]", f"{TOXICS}\n[run]"), "toxic_sets"),
+        ((IMPAIR, 'action = "partition"\ntarget = "c1"'), "schedules"),
+        ((IMPAIR, 'action = "restart"'), "schedules"),
+        (('target = "server"', 'target = "c0"'), "schedules"),
+        (("clients = 3", 'clients = 3\nframing = "raw"'), "base"),
     ],
 )
-def test_what_a_swarm_lab_cannot_do_is_refused_before_anything_runs(
-    change: tuple[str, str], key: str
+def test_a_swarm_experiment_declares_what_a_docker_one_does(
+    change: tuple[str, str], field: str
 ) -> None:
+    """Faults on clients, restarts, toxics and raw framing: a Swarm lab has them all (gated
+    client tasks, a forced update, the proxy on the overlay), so nothing is refused for it."""
     old, new = change
     assert old in SWARM
+    on_swarm = parse(SWARM.replace(old, new))
+    on_docker = parse(SWARM.replace(old, new).replace('engine = "swarm"', 'engine = "docker"'))
+    assert on_swarm.engine == "swarm"
+    assert getattr(on_swarm, field) == getattr(on_docker, field) != getattr(parse(SWARM), field)
+
+
+def test_placement_and_simulated_nodes_are_a_swarm_s() -> None:
+    """``placement`` (clients on the server's node or on others) is a run setting a grid can
+    sweep, on a swarm; ``nodes = N`` (>= 2) runs the batch on N simulated nodes."""
+    on_nodes = parse(
+        SWARM.replace('engine = "swarm"', 'engine = "swarm"\nnodes = 2').replace(
+            "[grid]", '[grid]\nplacement = ["same", "cross"]'
+        )
+    )
+    assert on_nodes.nodes == 2
+    assert sorted(r.settings["placement"] for r in expand(on_nodes)) == ["cross"] * 2 + ["same"] * 2
+    assert parse(SWARM).nodes == 0
+    assert {r.settings["placement"] for r in expand(parse(SWARM))} == {"any"}
+    for nodes in ("1", "-1", '"2"'):
+        with pytest.raises(ExperimentError) as raised:
+            parse(SWARM.replace('engine = "swarm"', f'engine = "swarm"\nnodes = {nodes}'))
+        assert raised.value.key == "experiment.nodes"
     with pytest.raises(ExperimentError) as raised:
-        parse(SWARM.replace(old, new))
-    assert raised.value.key == key
-    assert "engine = 'swarm'" in str(raised.value)
-    parse(SWARM.replace(old, new).replace('engine = "swarm"', 'engine = "docker"'))
+        parse(SWARM.replace('engine = "swarm"', "nodes = 2"))
+    assert raised.value.key == "experiment.nodes"
+    with pytest.raises(ExperimentError) as raised:
+        parse(SWARM.replace("[grid]", '[grid]\nplacement = ["near"]'))
+    assert raised.value.key == "grid.placement[0]"
+    on_docker = parse(
+        SWARM.replace('engine = "swarm"', 'engine = "docker"').replace(
+            "[run]", '[run]\nplacement = "cross"'
+        )
+    )
+    with pytest.raises(ExperimentError) as raised:
+        expand(on_docker)
+    assert raised.value.key.startswith("placement")
