@@ -12,7 +12,12 @@ does). Run it under ``flock /tmp/echolab-heavy.lock`` on a shared machine. Exit 
 run was not clean (a reply lost, duplicated, out of order) or a bound is missed: the swarm run
 of the clients must take no more than ``--bound`` times the single-machine one.
 
-    .venv/bin/python benchmarks/swarm.py [--clients 50] [--count 100] [--bound 3]
+With ``--nodes 2`` the Swarm row runs on simulated nodes (``harness.swarm.nodes``): the server
+on the manager, the client tasks on the worker, across the overlay (memory sampled on the
+worker's engine). ``--connections K`` gives each client K connections.
+
+    .venv/bin/python benchmarks/swarm.py [--clients 50] [--count 100] [--connections 1]
+        [--nodes 0|2] [--bound 3]
 """
 
 from __future__ import annotations
@@ -26,11 +31,12 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import docker
 
 from harness import Lab, LabSpec, RunResult, Workload, labels, session
-from harness.swarm import cluster
+from harness.swarm import cluster, nodes
 from harness.swarm.lab import SwarmLab
 
 MIB = 1 << 20
@@ -75,13 +81,19 @@ def timed(
 
 
 def measure(
-    lab: Lab | SwarmLab, client: docker.DockerClient, n: int, workload: Workload
-) -> dict[str, float]:
+    lab: Lab | SwarmLab,
+    client: docker.DockerClient,
+    n: int,
+    workload: Workload,
+    run: Callable[[], RunResult] | None = None,
+) -> dict[str, Any]:
+    """``client``: the engine whose client containers are sampled; ``run``: how the clients
+    run (default: ``lab.run_clients``)."""
     began = time.monotonic()
     lab.start()
     try:
         up = time.monotonic() - began
-        took, result, memory = timed(client, lab.id, lambda: lab.run_clients(n, workload))
+        took, result, memory = timed(client, lab.id, run or (lambda: lab.run_clients(n, workload)))
     finally:
         lab.close()
     return {
@@ -94,23 +106,46 @@ def measure(
         "memory_mib_median": round(statistics.median(memory), 1) if memory else 0.0,
         "memory_mib_max": round(max(memory), 1) if memory else 0.0,
         "tasks_sampled": len(memory),
+        "connections": n * workload.connections,
+        "nodes": sorted({c.node or "host" for c in result.clients}),
     }
+
+
+def on_nodes(client: docker.DockerClient, spec: LabSpec) -> dict[str, Any]:
+    """The Swarm row on two simulated nodes: server on the manager, clients on the worker."""
+    with nodes.start(client, workers=1) as made:
+        lab = made.lab(spec, server_constraints=[cluster.SUT])
+        worker = made.workers[0].docker
+
+        def run() -> RunResult:
+            return lab.start_clients(
+                spec.clients, spec.workload, constraints=[cluster.NOT_SUT]
+            ).wait()
+
+        return measure(lab, worker, spec.clients, spec.workload, run)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--count", type=int, default=100)
+    parser.add_argument("--connections", type=int, default=1, help="per client")
+    parser.add_argument("--nodes", type=int, default=0, choices=(0, 2), help="simulated nodes")
     parser.add_argument("--bound", type=float, default=3.0)
     parser.add_argument("--out", default="results/swarm.json")
     args = parser.parse_args()
     client = docker.from_env(max_pool_size=32)
-    workload = Workload(count=args.count)
+    workload = Workload(count=args.count, connections=args.connections)
     spec = LabSpec(name="bench", clients=args.clients, workload=workload)
     figures = {"docker": measure(Lab(spec, client), client, args.clients, workload)}
-    with cluster.single_node(client, f"bench-{session.current_id()}"):
-        figures["swarm"] = measure(SwarmLab(spec, client), client, args.clients, workload)
-    print(f"{args.clients} clients x {args.count} messages, one node (2 cores)")
+    if args.nodes:
+        figures["swarm"] = on_nodes(client, spec)
+    else:
+        with cluster.single_node(client, f"bench-{session.current_id()}"):
+            figures["swarm"] = measure(SwarmLab(spec, client), client, args.clients, workload)
+    where = "two simulated nodes, clients on the worker" if args.nodes else "one node"
+    print(f"{args.clients} clients x {args.connections} connections x {args.count} messages, "
+          f"{where} (2 cores)")  # fmt: skip
     print(f"{'engine':8} {'up s':>6} {'clients s':>10} {'problems':>9} {'median rtt ms':>14} "
           f"{'MiB/task med':>13} {'max':>6}")  # fmt: skip
     for engine, row in figures.items():
@@ -119,7 +154,9 @@ def main() -> int:
               f"{row['memory_mib_max']:>6}")  # fmt: skip
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"clients": args.clients, "count": args.count, **figures}, indent=2))
+    shape = {"clients": args.clients, "count": args.count, "connections": args.connections,
+             "simulated_nodes": args.nodes}  # fmt: skip
+    out.write_text(json.dumps({**shape, **figures}, indent=2))
     ratio = figures["swarm"]["clients_s"] / figures["docker"]["clients_s"]
     clean = all(row["problems"] == 0 for row in figures.values())
     print(f"swarm / single machine, clients: {ratio:.2f} (bound {args.bound}); clean: {clean}")
