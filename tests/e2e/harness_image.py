@@ -1,7 +1,7 @@
 """An image of the harness in a container, on the base of your choice: the project's tree
 (``harness/``, ``server/``, ``client/``, ``faults/``, ``base/``) under ``/src``, the harness's root
 there, over wheels of its pure-Python dependencies at this venv's versions, fetched on the host
-for that base's Python (``images.fetch_wheels``, as the lab's images). Built with the SDK, no
+for that base's Python (``harness.vendor.fetch_wheels``, as the lab's images). Built with the SDK, no
 network and ``pull=False``; labelled as the project's (``make clean`` removes what a failed run
 left). Run it with the Docker socket mounted (``run_harness``) to drive Docker from a Python that
 is not the host's.
@@ -22,6 +22,7 @@ import docker
 import docker.errors
 
 from harness import images, labels, paths
+from harness import vendor as vendoring
 from harness.errors import ImageError
 
 FOLDER = Path(__file__).parent / "harness_tree"
@@ -30,7 +31,7 @@ ROLE = "test-harness-image"
 TRIXIE_BASE = "echolab-test-base:trixie"
 DOCKER_SOCKET = "/var/run/docker.sock"
 # The harness's dependencies (docker, requests and its own, tenacity): pure Python, at the
-# versions this venv has, for the base's Python (images.fetch_wheels, as the lab's images).
+# versions this venv has, for the base's Python (harness.vendor.fetch_wheels, as the lab's images).
 WHEELS = ("docker", "requests", "urllib3", "idna", "certifi", "charset_normalizer", "tenacity")
 log = logging.getLogger(__name__)
 
@@ -49,10 +50,10 @@ def build_harness_image(
 ) -> str:
     """A fresh tag (unique per call) of the harness image on ``base``, holding ``tree`` (folders
     of ``root``) under /src; the caller removes it (``remove_image``)."""
-    python = images.base_python(client, base)
+    python = vendoring.base_python(client, base)
     vendor = paths.CACHE / "harness-image-wheels" / python
     vendor.mkdir(parents=True, exist_ok=True)
-    images.fetch_wheels(vendor, WHEELS, python, log.info)
+    vendoring.fetch_wheels(vendor, WHEELS, python, log.info)
     wheels = [(f"vendor/{wheel.name}", wheel) for wheel in sorted(vendor.glob("*.whl"))]
     include = tuple((root / folder, f"src/{folder}") for folder in tree)
     files = images.ImageDef(ROLE, "", FOLDER, include=include).files() + wheels

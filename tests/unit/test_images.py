@@ -16,6 +16,7 @@ import docker.errors
 import pytest
 
 from harness import images, paths
+from harness import vendor as vendoring
 from harness.errors import ImageError
 from harness.images import ImageDef, context_hash, context_tar
 
@@ -68,7 +69,7 @@ def _engine_tree(tmp_path: Path) -> Path:
 def _fake_sdist(monkeypatch: pytest.MonkeyPatch) -> bytes:
     """Stands for the real sdist: its pinned hash is made this content's."""
     content = b"not really a tarball"
-    monkeypatch.setattr(images, "NFQ_SHA256", hashlib.sha256(content).hexdigest())
+    monkeypatch.setattr(vendoring, "NFQ_SHA256", hashlib.sha256(content).hexdigest())
     return content
 
 
@@ -94,7 +95,7 @@ def test_the_engine_context_holds_the_sdist_not_a_compiled_wheel(
     # What an older harness left: a wheel compiled on the host, and another version's sdist.
     (vendor / "netfilterqueue-1.1.0-cp311-cp311-linux_x86_64.whl").write_bytes(b"compiled")
     (vendor / "NetfilterQueue-1.0.9.tar.gz").write_bytes(b"old")
-    (vendor / images.NFQ_SDIST).write_bytes(_fake_sdist(monkeypatch))
+    (vendor / vendoring.NFQ_SDIST).write_bytes(_fake_sdist(monkeypatch))
 
     def no_subprocess(*args: object, **kwargs: object) -> None:
         raise AssertionError(f"nothing is to be run on the host: {args}")
@@ -103,7 +104,7 @@ def test_the_engine_context_holds_the_sdist_not_a_compiled_wheel(
     engine = images.definitions(root)["engine"]
     engine.prepare(FakeClient(), "unused", lambda _: None)
     names = [name for name, _ in engine.files()]
-    assert [n for n in names if n.startswith("vendor/")] == [f"vendor/{images.NFQ_SDIST}"]
+    assert [n for n in names if n.startswith("vendor/")] == [f"vendor/{vendoring.NFQ_SDIST}"]
     assert not any(n.endswith(".whl") for n in names)
     assert "Dockerfile" in names and "echolab_control/__init__.py" in names
 
@@ -118,7 +119,7 @@ def test_the_sdist_is_downloaded_by_any_python_never_compiled_on_the_host(
     def pip(argv: list[str], **kwargs: object) -> None:
         ran.append(argv)
         destination = Path(argv[argv.index("--dest") + 1])
-        (destination / images.NFQ_SDIST).write_bytes(content)
+        (destination / vendoring.NFQ_SDIST).write_bytes(content)
 
     monkeypatch.setattr(images.subprocess, "run", pip)
     said: list[str] = []
@@ -127,10 +128,10 @@ def test_the_sdist_is_downloaded_by_any_python_never_compiled_on_the_host(
     assert argv[1:4] == ["-m", "pip", "download"]
     # The package as source, never a wheel; its build dependencies may come as wheels.
     assert "--no-deps" in argv and argv[argv.index("--no-binary") + 1] == "NetfilterQueue"
-    assert argv[-1] == f"NetfilterQueue=={images.NFQ_VERSION}"
+    assert argv[-1] == f"NetfilterQueue=={vendoring.NFQ_VERSION}"
     assert not any("apt-get" in part or part == "wheel" for part in argv)
     vendor = root / "faults/engine/vendor"
-    assert [p.name for p in vendor.iterdir()] == [images.NFQ_SDIST]  # whole, nothing partial
+    assert [p.name for p in vendor.iterdir()] == [vendoring.NFQ_SDIST]  # whole, nothing partial
     images.definitions(root)["engine"].prepare(FakeClient(), "unused", said.append)
     assert len(ran) == 1  # downloaded once, then reused
 
@@ -142,7 +143,7 @@ def test_an_sdist_whose_hash_is_not_the_pinned_one_is_refused(
     _fake_sdist(monkeypatch)
 
     def pip(argv: list[str], **kwargs: object) -> None:
-        (Path(argv[argv.index("--dest") + 1]) / images.NFQ_SDIST).write_bytes(b"tampered")
+        (Path(argv[argv.index("--dest") + 1]) / vendoring.NFQ_SDIST).write_bytes(b"tampered")
 
     monkeypatch.setattr(images.subprocess, "run", pip)
     with pytest.raises(ImageError, match="sha256"):
