@@ -8,6 +8,7 @@ before the client sends its first packet (its DNS lookup included); ``.start()``
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
@@ -40,6 +41,23 @@ GATE_SCRIPT = (
     "sys.argv = [module, *argv[3:]]\n"
     "runpy.run_module(module, run_name='__main__', alter_sys=True)\n"
 )
+
+
+def open_gates(
+    containers: Sequence[Container], parallelism: int, logs: Callable[[], dict[str, str]]
+) -> None:
+    """Open the gate of each container (its file touched, by exec), ``parallelism`` at once;
+    LabError, with ``logs()``, naming a client whose gate would not open."""
+
+    def release(container: Container) -> None:
+        code, output = container.exec_run(["touch", GATE_FILE])
+        if code != 0:
+            text = output_of(output).decode(errors="replace")
+            raise LabError(f"cannot start client {container.name}: {text}", logs())
+
+    workers = max(1, min(parallelism, len(containers)))
+    with ThreadPoolExecutor(workers, thread_name_prefix="release") as pool:
+        list(pool.map(release, containers))
 
 
 class ClientHost(Protocol):
@@ -152,18 +170,7 @@ class ClientBatch:
         if self.started is not None:
             return self.started
         began = time.monotonic()
-
-        def release(container: Container) -> None:
-            code, output = container.exec_run(["touch", GATE_FILE])
-            if code != 0:
-                text = output_of(output).decode(errors="replace")
-                raise LabError(
-                    f"cannot start client {container.name}: {text}",
-                    self._lab.logs(),
-                )
-
-        with ThreadPoolExecutor(self._lab.parallelism, thread_name_prefix="lab-release") as pool:
-            list(pool.map(release, self.containers))
+        open_gates(self.containers, self._lab.parallelism, self._lab.logs)
         self.started = ClientRun(self._lab, self.containers, self.workload, 0.0)
         self.started.start_s = time.monotonic() - began
         return self.started

@@ -24,8 +24,7 @@ from typing import Any
 from docker.client import DockerClient
 from docker.models.containers import Container
 
-from harness.clients import GATE_FILE, GATE_SCRIPT
-from harness.containers import output_of
+from harness.clients import GATE_SCRIPT, open_gates
 from harness.errors import LabError
 from harness.results import ClientResult, RunResult, read_client_output
 from harness.spec import Workload
@@ -90,6 +89,10 @@ class SwarmClientRun:
 
     def tasks(self) -> list[dict[str, Any]]:
         return api.tasks(self._client, {"service": self.service})
+
+    def lab_logs(self) -> dict[str, str]:
+        """The lab's task logs, for reports."""
+        return self._logs()
 
     def released(self, start_s: float) -> None:
         """The gates opened (``SwarmBatch.start``), taking ``start_s``: the run starts now."""
@@ -209,16 +212,7 @@ class SwarmBatch:
         if self.started is not None:
             return self.started
         began = time.monotonic()
-
-        def release(container: Container) -> None:
-            code, output = container.exec_run(["touch", GATE_FILE])
-            if code != 0:
-                text = output_of(output).decode(errors="replace")
-                raise LabError(f"cannot start client task {container.name}: {text}")
-
-        workers = max(1, min(RELEASE_PARALLELISM, len(self.containers)))
-        with ThreadPoolExecutor(workers, thread_name_prefix="swarm-release") as pool:
-            list(pool.map(release, self.containers))
+        open_gates(self.containers, RELEASE_PARALLELISM, self.job.lab_logs)
         self.job.released(time.monotonic() - began)
         self.started = self.job
         return self.started
