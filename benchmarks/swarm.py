@@ -96,10 +96,16 @@ def measure(
         took, result, memory = timed(client, lab.id, run or (lambda: lab.run_clients(n, workload)))
     finally:
         lab.close()
+    problems = result.problems()
+    failed = [c for c in result.clients if c.exit_code != 0]
     return {
         "up_s": round(up, 1),
         "clients_s": round(took, 1),
-        "problems": len(result.problems()),
+        "problems": len(problems),
+        "first_problems": [str(p) for p in problems[:5]],
+        "failed_clients": [
+            f"{c.client}: exit {c.exit_code}: {c.stderr[-300:]}" for c in failed[:5]
+        ],
         "median_rtt_ms": round(
             statistics.median(e.rtt_ms for c in result.clients for e in c.exchanges), 3
         ),
