@@ -1,10 +1,10 @@
 """An image of the harness in a container, on the base of your choice: the project's tree
 (``harness/``, ``server/``, ``client/``, ``faults/``, ``base/``) under ``/src``, the harness's root
 there, over wheels of its pure-Python dependencies at this venv's versions, fetched on the host
-for that base's Python (``harness.vendor.fetch_wheels``, as the lab's images). Built with the SDK, no
-network and ``pull=False``; labelled as the project's (``make clean`` removes what a failed run
-left). Run it with the Docker socket mounted (``run_harness``) to drive Docker from a Python that
-is not the host's.
+for that base's Python (``harness.vendor.fetch_wheels``, as the lab's images). Built with the
+SDK, no network and ``pull=False``; labelled as the project's (``make clean`` removes what a
+failed run left). Run it with the Docker socket mounted (``run_harness``) to drive Docker from a
+Python that is not the host's.
 
 ``test_engine_image.py`` runs it on Debian trixie (Python 3.13: ``trixie_base``); the session
 tests run their owner (``session_owner/owner.py``) in it on the lab's base.
