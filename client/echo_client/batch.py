@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 from .config import ClientConfig, ConfigError
 from .records import ConnectionSummary, Summary, listed
-from .session import ConnectionRun, Emit, Outcome
+from .session import CONNECTS_IN_FLIGHT, ConnectionRun, Emit, Outcome
 
 RESERVED_FILES = 64
 """Descriptors besides the connections: stdio, the loop's selector and self-pipe, the sockets
@@ -89,7 +89,8 @@ def human_line(summary: Summary, rtts: Sequence[float]) -> str:
 
 async def run_batch(config: ClientConfig, emit: Emit) -> tuple[Outcome, str]:
     """Run every connection to the end; returns the outcome and the stderr line."""
-    runs = [ConnectionRun(config, emit, k) for k in range(config.connections)]
+    connecting = asyncio.Semaphore(CONNECTS_IN_FLIGHT)
+    runs = [ConnectionRun(config, emit, k, connecting) for k in range(config.connections)]
     start = time.perf_counter()
     deadline = asyncio.get_running_loop().time() + config.timeout
 

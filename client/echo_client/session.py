@@ -41,6 +41,12 @@ ATTEMPT_TIMEOUT = 5.0
 """One connect attempt's limit: a SYN sent to an address that no longer answers (a replaced
 Swarm task's, still in a resolver's answer) is dropped, not refused, and would otherwise use
 all of --connect-timeout; the next attempt looks the name up again."""
+CONNECTS_IN_FLIGHT = 16
+"""At most this many of a client's connections wait for the server's answer to their SYN at
+once: a client's connections opened all together are a burst of SYNs, and bursts from several
+clients overflow the per-CPU backlog a veth delivers into (``net.core.netdev_max_backlog``);
+the dropped SYNs are retried in step, and on a busy host some never get through in
+--connect-timeout. The others wait their turn, which costs a connect time each."""
 RETRY_WAIT = wait_exponential(multiplier=0.05, max=1.0) + wait_random(0, 0.05)
 """Fast first retries (a restarting server is back in well under a second), capped at 1 s,
 with jitter so that many clients cut off together do not reconnect in lockstep."""
@@ -173,7 +179,14 @@ class ConnectionRun:
     """One of the client's connections: its own seqs, pipeline, schedule, checks and
     reconnects. ``run()`` drives it to the shared deadline and always produces a verdict."""
 
-    def __init__(self, config: ClientConfig, emit: Emit, connection: int = 0) -> None:
+    def __init__(
+        self,
+        config: ClientConfig,
+        emit: Emit,
+        connection: int = 0,
+        connecting: asyncio.Semaphore | None = None,
+    ) -> None:
+        """``connecting``: shared by a client's connections (``CONNECTS_IN_FLIGHT``)."""
         if config.count is None:
             raise ValueError("batch mode needs a count")
         self.config = config
@@ -193,6 +206,7 @@ class ConnectionRun:
         self._start = 0.0
         # A reply is the stamp plus the request; allow generously before calling it garbage.
         self._limit = max(2 * config.size + 256, 1 << 16)
+        self._connecting = connecting or asyncio.Semaphore(CONNECTS_IN_FLIGHT)
 
     async def run(self, start: float, deadline: float) -> Outcome:
         """``start``: the batch's perf_counter origin, which every schedule counts from;
@@ -214,9 +228,7 @@ class ConnectionRun:
 
     async def _run_connections(self) -> None:
         config = self.config
-        reader, writer = await open_connection(
-            config.host, config.port, config.connect_timeout, self._limit
-        )
+        reader, writer = await self._connect()
         keep_alive(writer, config.keepalive)
         while True:
             try:
@@ -231,10 +243,14 @@ class ConnectionRun:
                     ) from None
             self.reconnects += 1
             self.conn += 1
-            reader, writer = await open_connection(
-                config.host, config.port, config.connect_timeout, self._limit
-            )
+            reader, writer = await self._connect()
             keep_alive(writer, config.keepalive)
+
+    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        async with self._connecting:
+            return await open_connection(
+                self.config.host, self.config.port, self.config.connect_timeout, self._limit
+            )
 
     async def _exchange(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Run one connection until every seq is answered; ConnectionLost if it drops."""

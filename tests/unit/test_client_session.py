@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from typing import Any
 
 import pytest
-from echo_client import session
+from echo_client import batch, session
+from echo_client.config import parse_config
 from echo_client.records import Summary
 from echo_client.session import ConnectFailed, Outcome, describe
 
@@ -69,3 +71,26 @@ def test_a_connect_that_hangs_is_tried_again_not_waited_on_to_the_end(
                 one.close()
     attempts = int(str(raised.value).split(" after ")[1].split(" attempt")[0])
     assert attempts >= 3, str(raised.value)
+
+
+def test_a_clients_connections_wait_for_the_server_at_most_so_many_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """200 connections of one client: never more than ``CONNECTS_IN_FLIGHT`` connects pending
+    together (a burst of SYNs overflows a veth's backlog), every connection still tried."""
+    pending = peak = tried = 0
+
+    async def connect(host: str, port: int, timeout: float, limit: int) -> Any:
+        nonlocal pending, peak, tried
+        pending, tried = pending + 1, tried + 1
+        peak = max(peak, pending)
+        await asyncio.sleep(0.005)
+        pending -= 1
+        raise session.ConnectFailed(host, port, 1, 0.005, TimeoutError("no answer"))
+
+    monkeypatch.setattr(session, "open_connection", connect)
+    config = parse_config(["--count", "1", "--id", "c0", "--connections", "200"], {})
+    outcome, _ = asyncio.run(batch.run_batch(config, lambda record: None))
+    assert peak == session.CONNECTS_IN_FLIGHT
+    assert tried == 200
+    assert outcome.exit_code == 3  # none connected: the run says so
