@@ -43,10 +43,10 @@ Swarm task's, still in a resolver's answer) is dropped, not refused, and would o
 all of --connect-timeout; the next attempt looks the name up again."""
 CONNECTS_IN_FLIGHT = 16
 """At most this many of a client's connections wait for the server's answer to their SYN at
-once: a client's connections opened all together are a burst of SYNs, and bursts from several
-clients overflow the per-CPU backlog a veth delivers into (``net.core.netdev_max_backlog``);
-the dropped SYNs are retried in step, and on a busy host some never get through in
---connect-timeout. The others wait their turn, which costs a connect time each."""
+once. Opened all together, 50 clients' 200 connections each overflowed the server's listen
+queue (its namespace counted ListenOverflows, and SYNs were dropped and retried in step), and
+on a busy host some never got through in --connect-timeout; sixteen at a time, none did. The
+others wait their turn, which costs a connect time each."""
 RETRY_WAIT = wait_exponential(multiplier=0.05, max=1.0) + wait_random(0, 0.05)
 """Fast first retries (a restarting server is back in well under a second), capped at 1 s,
 with jitter so that many clients cut off together do not reconnect in lockstep."""
