@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack, closing
 from dataclasses import asdict
 from typing import Any, Protocol, cast
@@ -261,10 +261,16 @@ def columns_of(exchanges: Sequence[Exchange]) -> Columns:
 
 
 def run_all(
-    experiment: Experiment, runs: Sequence[Run], results: Results, display: Display
+    experiment: Experiment,
+    runs: Sequence[Run],
+    results: Results,
+    display: Display,
+    interrupted: Callable[[], bool] = lambda: False,
 ) -> list[str]:
     """Every run not yet in ``results``, in order; returns the ids run now. A run's record is
-    on disk before the next begins."""
+    on disk before the next begins. ``interrupted()`` is asked before each run: a Ctrl-C that
+    Python dropped (raised inside a finalizer, where exceptions are only printed) still stops
+    the batch there, as KeyboardInterrupt."""
     done = set(results.done())
     ran = []
     made: Cluster | None = None
@@ -279,6 +285,8 @@ def run_all(
             for where in sorted({str(r.settings["placement"]) for r in runs}):
                 cluster.check_placement(client, where)
         for run in runs:
+            if interrupted():
+                raise KeyboardInterrupt("interrupted between runs")
             if run.id in done:
                 continue
             record = execute(experiment, run, display, made)

@@ -60,7 +60,11 @@ def test_the_probe_sees_the_configured_delay(tmp_path: Path, packet_backend: str
     print("scheduled:", {k: scheduled.get(k) for k in ("expected_ms", "probe_ms", "probe")})
     assert scheduled["probe"] == SAME_RUN and scheduled["expected_ms"] == 20.0
     assert scheduled["probe_ok"] is True, scheduled
-    assert results.manifest["runs"][by[("slow", "0ms")]["id"]]["fidelity_ok"] is True
+    # The manifest carries the run's own verdict (the engine's lateness against its bound: on a
+    # loaded host a run may honestly say its fault drifted; ``make fidelity`` grades that).
+    record = by[("slow", "0ms")]
+    assert results.manifest["runs"][record["id"]]["fidelity_ok"] is record["fidelity"]["ok"]
+    assert record["fidelity"]["ok"] is not None
 
     # A grid fault, in force throughout: no baseline in its run; the report's is the
     # fault-free run alike.

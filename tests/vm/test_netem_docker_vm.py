@@ -41,7 +41,9 @@ pytestmark = [
     pytest.mark.skipif(not netem_vm.opted_in(), reason=netem_vm.NOT_OPTED_IN),
     # The first test carries the module's set-up: on a fresh machine the VM image (about a
     # minute), the host's images, the boot and the images' load (see the report's timings).
-    pytest.mark.timeout(netem_vm.BUILD_TIMEOUT + docker_vm.BOOT_TIMEOUT + 600),
+    pytest.mark.timeout(
+        netem_vm.BUILD_TIMEOUT + docker_vm.PREPARE_TIMEOUT + docker_vm.BOOT_TIMEOUT + 600
+    ),
 ]
 
 RESULTS = paths.RESULTS / "netem-docker-vm.json"
