@@ -17,7 +17,10 @@ Graded, all at once (one verdict per delay):
   counter, read the same way); both are observers that are not the engine.
 
 Printed, not graded: the engine's own account of where its time went (``loop_costs``) and the
-server container's CPU per packet unimpaired and impaired (``carried``).
+server container's CPU per packet unimpaired and impaired (``carried``), and the host's timer
+floor over the same window (``observe.TIMER``): how late a thread that does nothing but sleep,
+with the engine's CPU weight, woke meanwhile. No engine in user space is on time more often than
+that thread; where the floor itself is above the bound, the host, not the engine, sets it.
 
 A kernel backend (netem) has no sidecar process on the path: its lateness and CPU are n/a and
 its row is graded on the probe alone. The load must cover the whole window: a client that
@@ -38,6 +41,7 @@ from verdict import Row
 from harness import Lab, Workload
 from harness.clients import running
 from harness.containers import name_of
+from harness.faults.sidecar import CPU_SHARES
 
 LATE_BOUND_US = 200.0
 CPU_BOUND_US = 10.0
@@ -89,16 +93,23 @@ def bench_load(lab: Lab, backend: str, delay_ms: float, load: Load, beside: list
     with lab.impair("server", delay=f"{delay_ms:g}ms", backend=backend) as applied:
         sidecar = applied.sidecars[0].container if applied.sidecars[0].plan.engine else None
         time.sleep(1.0)
+        floor = None
+        if sidecar is not None:
+            floor = observe.timer_floor(lab, 0.001, load.probes * per_probe, CPU_SHARES)
         before = counters(sidecar, lab.server)
         impaired = observe.rtts(lab, load.probes, load.gap_s)
         after = counters(sidecar, lab.server)
         still = len(running(lab.docker, lab.id, names))
+        timer = floor() if floor is not None else {}
     result = run.wait()
     result.assert_ok()
     engine = next(iter(applied.engine_stats().values()), {}) or {}
     row = load_row(
         applied.mechanism, delay_ms, load, impaired, loaded, beside, before, after, still, engine
     )
+    if timer:
+        row["notes"].append(floor_note(engine, timer))
+        row["timer_floor"] = timer
     moved = carried(unimpaired, unimpaired_after, before, after)
     if moved is not None:
         row["notes"].append(moved[0])
@@ -131,6 +142,20 @@ def carried(
         f" us impaired; server + sidecar impaired minus server unimpaired: "
         f"{figures['added_by_engine']:.1f} us per packet (not graded)",
         figures,
+    )
+
+
+def floor_note(engine: dict[str, Any], timer: dict[str, Any]) -> str:
+    """The engine's lateness beside the host's timer floor measured at the same time."""
+    ratio = ""
+    if engine.get("late_us_p99") and timer.get("late_us_p99"):
+        ratio = f"; the engine's p99 is {engine['late_us_p99'] / timer['late_us_p99']:.2f}x it"
+    return (
+        f"the host's timer floor meanwhile (a thread that only sleeps to 1 ms deadlines, with "
+        f"the engine's CPU weight; not graded): late p50 {timer['late_us_p50']}, p90 "
+        f"{timer['late_us_p90']}, p99 {timer['late_us_p99']}, p99.9 {timer['late_us_p99.9']}, "
+        f"max {timer['late_us_max']} us over {timer['n']} wakes{ratio}"
+        + ("" if timer.get("slice") else " (the kernel refused its short slice)")
     )
 
 

@@ -13,6 +13,10 @@ so that a backend's counter is never checked against itself:
   read their namespace's kernel UDP counters too, so a drop in the receiver's own socket
   buffer shows up as such instead of as the fault's.
 
+- **the host's timer floor** (beside a fault engine): ``TIMER``, a thread that does nothing but
+  sleep to deadlines, with the engine's CPU weight: an engine in user space cannot release
+  packets on time more often than such a thread wakes on time on the same host at the same time.
+
 Neither container needs a capability: they are the client image, hardened as every client.
 """
 
@@ -236,6 +240,55 @@ def _container(lab: Lab, role: str, script: str, args: list[str], **where: Any) 
     return container
 
 
+# Runs in a client container (no network): sleeps to absolute deadlines ``period`` apart for
+# ``seconds``, asking the kernel what the engine asks (``echolab_fault_engine.tuning``: 1 ns of
+# timer slack, a 0.1 ms EEVDF slice), and prints how late each wake came.
+TIMER = r"""
+import ctypes, json, platform, sys, time
+libc = ctypes.CDLL(None)
+libc.prctl(29, 1, 0, 0, 0)  # PR_SET_TIMERSLACK, 1 ns
+attr = (ctypes.c_uint32 * 12)(48)  # struct sched_attr: size 48, SCHED_OTHER
+attr[6] = 100_000  # sched_runtime (the slice; its low 32 bits), 0.1 ms
+sliced = libc.syscall({"x86_64": 314, "aarch64": 274}.get(platform.machine(), -1), 0, attr, 0)
+period, seconds = int(float(sys.argv[1]) * 1e9), float(sys.argv[2])
+print('{"ready": true}', flush=True)
+late, deadline = [], time.monotonic_ns()
+end = deadline + int(seconds * 1e9)
+while deadline < end:
+    deadline += period
+    time.sleep(max(0, deadline - time.monotonic_ns()) / 1e9)
+    late.append((time.monotonic_ns() - deadline) / 1e3)
+late.sort()
+at = {f"late_us_p{q:g}": round(late[min(len(late) - 1, int(q / 100 * len(late)))], 1)
+      for q in (50, 90, 99, 99.9)}
+print(json.dumps({"n": len(late), **at, "late_us_max": round(late[-1], 1), "slice": sliced == 0}))
+"""
+
+
+def timer_floor(
+    lab: Lab, period_s: float, seconds: float, cpu_shares: int
+) -> Callable[[], dict[str, Any]]:
+    """Start ``TIMER`` now, with ``cpu_shares`` (the engine's weight); the returned function
+    waits for it and gives its figures, and removes it."""
+    args = [repr(period_s), repr(seconds)]
+    name = f"timer-{secrets.token_hex(3)}"
+    container = _container(lab, name, TIMER, args, network_mode="none", cpu_shares=cpu_shares)
+    try:
+        container.start()
+        _wait_ready(container)
+    except BaseException:
+        container.remove(force=True)
+        raise
+
+    def result() -> dict[str, Any]:
+        try:
+            return _output(container, timeout=seconds + 60)
+        finally:
+            container.remove(force=True)
+
+    return result
+
+
 def _output(container: Container, timeout: float) -> dict[str, Any]:
     code = int(container.wait(timeout=timeout)["StatusCode"])
     out = bytes(container.logs(stdout=True, stderr=False)).decode("utf-8", "replace")
@@ -254,7 +307,7 @@ def _wait_ready(container: Container) -> None:
         if b'"ready"' not in bytes(container.logs(stdout=True, stderr=False)):
             raise NotReady(f"status={container.status}")
 
-    wait_for(f"{container.name} to listen", ready, timeout=60)
+    wait_for(f"{container.name} to say it is ready", ready, timeout=60)
 
 
 def flow(
