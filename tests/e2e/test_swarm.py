@@ -23,7 +23,7 @@ import docker
 import pytest
 
 from harness import labels, session
-from harness.cli import SWARM_LAB
+from harness.cli.lab import SWARM_LAB
 from harness.faults.toxic import Toxic
 from harness.paths import ROOT
 from harness.results import RunResult
