@@ -41,7 +41,7 @@ from verdict import Row
 from harness import Lab, Workload
 from harness.clients import running
 from harness.containers import name_of
-from harness.faults.sidecar import CPU_SHARES
+from harness.faults.sidecar import engine_scheduling
 
 LATE_BOUND_US = 200.0
 CPU_BOUND_US = 10.0
@@ -95,7 +95,7 @@ def bench_load(lab: Lab, backend: str, delay_ms: float, load: Load, beside: list
         time.sleep(1.0)
         floor = None
         if sidecar is not None:
-            floor = observe.timer_floor(lab, 0.001, load.probes * per_probe, CPU_SHARES)
+            floor = observe.timer_floor(lab, 0.001, load.probes * per_probe, engine_scheduling())
         before = counters(sidecar, lab.server)
         impaired = observe.rtts(lab, load.probes, load.gap_s)
         after = counters(sidecar, lab.server)
@@ -146,7 +146,8 @@ def carried(
 
 
 def floor_note(engine: dict[str, Any], timer: dict[str, Any]) -> str:
-    """The engine's lateness beside the host's timer floor measured at the same time."""
+    """The engine's lateness beside the host's timer floor measured at the same time, and the
+    scheduling each got: a real-time engine beside a fair-scheduled floor is not a pair."""
     ratio = ""
     if engine.get("late_us_p99") and timer.get("late_us_p99"):
         ratio = f"; the engine's p99 is {engine['late_us_p99'] / timer['late_us_p99']:.2f}x it"
@@ -156,7 +157,17 @@ def floor_note(engine: dict[str, Any], timer: dict[str, Any]) -> str:
         f"{timer['late_us_p90']}, p99 {timer['late_us_p99']}, p99.9 {timer['late_us_p99.9']}, "
         f"max {timer['late_us_max']} us over {timer['n']} wakes{ratio}"
         + ("" if timer.get("slice") else " (the kernel refused its short slice)")
+        + f"; SCHED_FIFO: engine {realtime_of(engine)}, floor "
+        + ("granted" if timer.get("realtime") else "refused")
     )
+
+
+def realtime_of(engine: dict[str, Any]) -> str:
+    """What the kernel granted the engine's thread, from its status."""
+    asked = (engine.get("thread") or {}).get("realtime")
+    if not isinstance(asked, dict):
+        return "not reported"
+    return "granted" if "priority" in asked else f"refused ({asked.get('refused')})"
 
 
 def loop_costs(engine: dict[str, Any]) -> str | None:

@@ -242,14 +242,19 @@ def _container(lab: Lab, role: str, script: str, args: list[str], **where: Any) 
 
 # Runs in a client container (no network): sleeps to absolute deadlines ``period`` apart for
 # ``seconds``, asking the kernel what the engine asks (``echolab_fault_engine.tuning``: 1 ns of
-# timer slack, a 0.1 ms EEVDF slice), and prints how late each wake came.
+# timer slack, a 0.1 ms EEVDF slice, SCHED_FIFO), and prints how late each wake came.
 TIMER = r"""
-import ctypes, json, platform, sys, time
+import ctypes, json, os, platform, sys, time
 libc = ctypes.CDLL(None)
 libc.prctl(29, 1, 0, 0, 0)  # PR_SET_TIMERSLACK, 1 ns
 attr = (ctypes.c_uint32 * 12)(48)  # struct sched_attr: size 48, SCHED_OTHER
 attr[6] = 100_000  # sched_runtime (the slice; its low 32 bits), 0.1 ms
 sliced = libc.syscall({"x86_64": 314, "aarch64": 274}.get(platform.machine(), -1), 0, attr, 0)
+try:
+    os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(50))  # as the engine, if granted
+    realtime = True
+except OSError:
+    realtime = False
 period, seconds = int(float(sys.argv[1]) * 1e9), float(sys.argv[2])
 print('{"ready": true}', flush=True)
 late, deadline = [], time.monotonic_ns()
@@ -261,18 +266,22 @@ while deadline < end:
 late.sort()
 at = {f"late_us_p{q:g}": round(late[min(len(late) - 1, int(q / 100 * len(late)))], 1)
       for q in (50, 90, 99, 99.9)}
-print(json.dumps({"n": len(late), **at, "late_us_max": round(late[-1], 1), "slice": sliced == 0}))
+print(json.dumps({"n": len(late), **at, "late_us_max": round(late[-1], 1), "slice": sliced == 0,
+                  "realtime": realtime}))
 """
 
 
 def timer_floor(
-    lab: Lab, period_s: float, seconds: float, cpu_shares: int
+    lab: Lab, period_s: float, seconds: float, scheduling: dict[str, Any]
 ) -> Callable[[], dict[str, Any]]:
-    """Start ``TIMER`` now, with ``cpu_shares`` (the engine's weight); the returned function
-    waits for it and gives its figures, and removes it."""
+    """Start ``TIMER`` now, with ``scheduling`` (the engine's CPU weight and real-time budget,
+    ``sidecar.engine_scheduling()``); the returned function waits for it and gives its figures,
+    and removes it."""
     args = [repr(period_s), repr(seconds)]
     name = f"timer-{secrets.token_hex(3)}"
-    container = _container(lab, name, TIMER, args, network_mode="none", cpu_shares=cpu_shares)
+    # root with SYS_NICE, as the engine's sidecar: granted SCHED_FIFO wherever the engine is
+    where = {"network_mode": "none", "user": "0", "cap_add": ["SYS_NICE"], **scheduling}
+    container = _container(lab, name, TIMER, args, **where)
     try:
         container.start()
         _wait_ready(container)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import secrets
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -41,6 +42,41 @@ UNDO_ROLE = "fault-undo"  # the short-lived sidecar that undoes an orphan's left
 # (cgroup v1 cpu.shares; Docker's default is 1024) lets it preempt them when it wakes; it runs
 # only around deadlines, so the weight buys promptness, not CPU.
 CPU_SHARES = 262144
+# The engine also asks for SCHED_FIFO (``echolab_fault_engine.tuning.set_realtime``), which
+# SYS_NICE allows. Where the kernel groups real-time time (cgroup v1 with RT_GROUP_SCHED), the
+# container needs a budget besides: this many microseconds per second, which Docker grants only
+# when the daemon has one to share (its own ``cpu-rt-runtime``). Unset, none is asked for, and
+# the engine reports the kernel's refusal in its status.
+RT_RUNTIME_ENV = "ECHOLAB_ENGINE_RT_RUNTIME_US"
+
+
+def engine_scheduling() -> dict[str, Any]:
+    """Docker's settings for a container whose thread must wake on time (the engine, and what
+    stands beside it to measure the host's floor): its CPU weight and real-time budget."""
+    raw = os.environ.get(RT_RUNTIME_ENV, "").strip()
+    try:
+        budget = int(raw or 0)
+    except ValueError:
+        raise ValueError(f"{RT_RUNTIME_ENV}={raw!r}: microseconds per second, an integer") from None
+    if not 0 <= budget <= 1_000_000:
+        raise ValueError(f"{RT_RUNTIME_ENV}={budget}: between 0 and 1000000 microseconds")
+    return {"cpu_shares": CPU_SHARES, **({"cpu_rt_runtime": budget} if budget else {})}
+
+
+def start_engine(container: Container) -> None:
+    """Start a created sidecar; Docker's refusal of the real-time budget says what to change."""
+    try:
+        container.start()
+    except docker.errors.APIError as e:
+        budget = container.attrs.get("HostConfig", {}).get("CpuRealtimeRuntime")
+        if budget and ("rt_runtime" in str(e) or "real-time" in str(e).lower()):
+            raise FaultError(
+                f"Docker would not give the fault engine a real-time budget of {budget} us/s "
+                f"({RT_RUNTIME_ENV}): the daemon needs one to share (its cpu-rt-runtime "
+                f"setting), on a kernel that groups real-time time; unset {RT_RUNTIME_ENV} to "
+                f"run the engine without. Docker said: {e.explanation or e}"
+            ) from e
+        raise
 
 
 class SidecarLike(Protocol):
@@ -98,13 +134,13 @@ class Sidecar:
         try:
             self._clear_leftovers()
             owner = session.owning(self.client, self.image, self.session)
-            self.container = self.client.containers.run(
+            self.container = self.client.containers.create(
                 self.image,
                 command=self.plan.command,
                 name=f"{self.target.name}-fault{self.slot}-{self.kind}-{secrets.token_hex(3)}",
                 network_mode=f"container:{self.target.id}",
                 cap_drop=["ALL"],
-                cap_add=["NET_ADMIN"],
+                cap_add=["NET_ADMIN", "SYS_NICE"],  # SYS_NICE: SCHED_FIFO for the engine
                 labels={
                     **labels.lab_labels(self.lab_id, ROLE, owner),
                     labels.FAULT_TARGET: name_of(self.target),
@@ -113,11 +149,11 @@ class Sidecar:
                     labels.FAULT_BACKEND: self.plan.backend,
                     labels.FAULT_REMOVE: json.dumps(self.plan.remove),
                 },
-                detach=True,
                 mem_limit="128m",
                 pids_limit=32,
-                cpu_shares=CPU_SHARES,
+                **engine_scheduling(),
             )
+            start_engine(self.container)
             sidecars.wait_ready(self.container, f"fault sidecar of {self.target.name}")
             for argv in self.plan.remove:  # earlier runs' leftovers: idempotent apply
                 self._exec(argv, check=False)

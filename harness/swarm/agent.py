@@ -31,7 +31,7 @@ from harness.faults.backend import Argv, Backend, Plan
 from harness.faults.block import BlockDirection, block_plan
 from harness.faults.impair import Applied, Held
 from harness.faults.model import Impairment
-from harness.faults.sidecar import CPU_SHARES, ROLE
+from harness.faults.sidecar import ROLE, engine_scheduling
 from harness.faults.target import Target
 
 AGENT_COMMAND = ["python3", "-m", "echolab_fault_agent"]
@@ -139,7 +139,7 @@ class AgentSidecar:
                 "apply": self.plan.apply,
                 "remove": self.plan.remove,
                 "note": self.description,
-                "cpu_shares": CPU_SHARES,
+                **engine_scheduling(),
             }
         )
         self.container, self.name = str(reply["sidecar"]), str(reply["name"])

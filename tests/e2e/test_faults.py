@@ -6,6 +6,7 @@ The engine image is built here if missing or stale, so ``make test`` needs nothi
 
 from __future__ import annotations
 
+import os
 import statistics
 
 import docker
@@ -14,6 +15,7 @@ import pytest
 from harness import Lab, LabSpec, Workload, labels
 from harness.errors import ConfigError, FaultError, FaultUnsupported
 from harness.faults import BACKENDS, Report, preflight
+from harness.faults.sidecar import RT_RUNTIME_ENV
 from tests.helpers import MakeLab, in_server_namespace
 
 
@@ -132,3 +134,52 @@ def test_nfqueue_engine_death_is_reported_traffic_bypasses_and_rules_are_undone(
             applied.status()
     assert applied.engine_stats()[fault_lab.server.name]["engine_died"] is True
     assert "NFQUEUE" not in in_server_namespace(fault_lab, sidecar_image, ["iptables-save"])
+
+
+# Run in a sidecar beside its engine (pid 1): the engine's scheduling as the kernel has it.
+POLICY = "import os; print(os.sched_getscheduler(1), os.sched_getparam(1).sched_priority)"
+
+
+def _engine_policy(lab: Lab) -> tuple[dict[str, object], tuple[int, int]]:
+    """What the engine says the kernel granted it, and what another process reads of it."""
+    with lab.impair("server", delay="1ms", backend="nfqueue") as applied:
+        (status,) = applied.status().values()
+        code, out = applied.sidecars[0].container.exec_run(["python3", "-c", POLICY])
+        assert code == 0, out
+    policy, priority = (int(v) for v in out.split())
+    return dict(status["thread"]["realtime"]), (policy, priority)
+
+
+def test_the_engine_reports_the_scheduling_its_thread_has(
+    fault_lab: Lab, docker_client: docker.DockerClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The engine asks for SCHED_FIFO (its sidecar has SYS_NICE); whether the kernel granted it
+    depends on the host (a kernel that groups real-time time also wants a budget), so the
+    contract is that the status tells the truth, read by a process that is not the engine."""
+    monkeypatch.delenv(RT_RUNTIME_ENV, raising=False)
+    said, (policy, priority) = _engine_policy(fault_lab)
+    print(f"engine's real-time scheduling: {said}; its thread's policy {policy}")
+    if "priority" in said:
+        assert (policy, priority) == (os.SCHED_FIFO, said["priority"])
+    else:
+        assert policy == os.SCHED_OTHER and said["refused"], said
+    _no_sidecars_left(docker_client, fault_lab)
+
+
+def test_a_real_time_budget_is_given_to_the_engine_or_refused_naming_the_setting(
+    fault_lab: Lab, docker_client: docker.DockerClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ``ECHOLAB_ENGINE_RT_RUNTIME_US`` the sidecar asks Docker for a real-time budget. A
+    daemon with one to share gives it and the engine runs SCHED_FIFO; one without fails the
+    fault before the target's traffic is touched, saying which setting to change."""
+    monkeypatch.setenv(RT_RUNTIME_ENV, "100000")
+    try:
+        said, (policy, _) = _engine_policy(fault_lab)
+    except FaultError as e:
+        print(f"refused: {e}")
+        assert RT_RUNTIME_ENV in str(e) and "cpu-rt-runtime" in str(e), e
+    else:
+        print(f"granted: {said}")
+        assert "priority" in said and policy == os.SCHED_FIFO, said
+    _no_sidecars_left(docker_client, fault_lab)
+    fault_lab.run_clients(1).assert_ok()

@@ -439,3 +439,26 @@ def test_compiled_loop_decides_alone_only_while_the_schedule_draws_nothing():
     assert engine.schedule.decide(6.9) == 7.05  # drawn ~6.95: held to the loop's last
     engine.control({"op": "set", "jitter_us": 0, "delay_us": 1000})
     assert fake.fixed[-1] == (0.001, 7.05)
+
+
+def test_set_realtime_says_whether_the_kernel_granted_sched_fifo() -> None:
+    """In a child process (the test runner must not become real-time): ``set_realtime``'s
+    answer agrees with the policy the kernel then reports, granted or not."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import os; from echolab_fault_engine.tuning import RT_PRIORITY, set_realtime; "
+        "r = set_realtime(); print(r is None, os.sched_getscheduler(0) == os.SCHED_FIFO, "
+        "os.sched_getparam(0).sched_priority == RT_PRIORITY, r)"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    out = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert out.returncode == 0, out.stderr
+    granted, fifo, priority, reason = out.stdout.split(maxsplit=3)
+    assert granted == fifo, out.stdout
+    assert priority == granted or granted == "False", out.stdout
+    assert granted == "True" or reason.strip() not in ("", "None"), out.stdout

@@ -157,3 +157,18 @@ def test_netem_keeps_order_under_jitter_unless_told_not_to():
     assert "rate" not in netem.netem_args(Impairment.parse(delay="20ms"))  # no jitter: in order
     shaped = netem.netem_args(Impairment.parse(delay="20ms", jitter="5ms", rate="1mbit"))
     assert shaped.count("rate") == 1  # the user's rate orders packets already
+
+
+def test_engine_scheduling_asks_for_a_real_time_budget_only_when_told(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from harness.faults.sidecar import CPU_SHARES, RT_RUNTIME_ENV, engine_scheduling
+
+    monkeypatch.delenv(RT_RUNTIME_ENV, raising=False)
+    assert engine_scheduling() == {"cpu_shares": CPU_SHARES}
+    monkeypatch.setenv(RT_RUNTIME_ENV, "400000")
+    assert engine_scheduling() == {"cpu_shares": CPU_SHARES, "cpu_rt_runtime": 400000}
+    for bad in ("fast", "2000000", "-1"):
+        monkeypatch.setenv(RT_RUNTIME_ENV, bad)
+        with pytest.raises(ValueError, match=RT_RUNTIME_ENV):
+            engine_scheduling()

@@ -118,12 +118,13 @@ def op_apply(client: docker.DockerClient, request: Reply) -> Reply:
         name=str(request["name"]),
         network_mode=f"container:{target.id}",
         cap_drop=["ALL"],
-        cap_add=["NET_ADMIN"],
+        cap_add=["NET_ADMIN", "SYS_NICE"],  # SYS_NICE: SCHED_FIFO for the engine
         labels=labels,
         detach=True,
         mem_limit="128m",
         pids_limit=32,
         cpu_shares=int(request.get("cpu_shares", 1024)),
+        cpu_rt_runtime=int(request["cpu_rt_runtime"]) if "cpu_rt_runtime" in request else None,
     )
     try:
         wait_ready(container)

@@ -54,6 +54,12 @@ def main(argv: list[str] | None = None) -> int:
         default="compiled",
         help="the packet loop: in C (echolab_fastloop) or the reference one in Python",
     )
+    run.add_argument(
+        "--no-realtime",
+        dest="realtime",
+        action="store_false",
+        help="do not ask for SCHED_FIFO (to compare; the status says what the kernel granted)",
+    )
     sub.add_parser("probe", help="which faults this kernel can apply (JSON)")
     idle = sub.add_parser(
         "idle", help="answer note/status until SIGTERM (kernel-only faults are exec'd into this)"
@@ -90,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         adaptive_spin=not args.fixed_spin,
         control_path=args.control,
         loop=args.loop,
+        realtime=args.realtime,
     )
 
 

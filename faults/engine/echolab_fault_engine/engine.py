@@ -50,7 +50,14 @@ from echolab_fault_engine.nfq import Packet, Queue, stamp_of
 from echolab_fault_engine.schedule import Schedule
 from echolab_fault_engine.spin import SELECT_SLACK, Spin
 from echolab_fault_engine.stats import KEPT, Stats
-from echolab_fault_engine.tuning import SLICE_NS, set_slice, set_timer_slack, thread_cost
+from echolab_fault_engine.tuning import (
+    RT_PRIORITY,
+    SLICE_NS,
+    set_realtime,
+    set_slice,
+    set_timer_slack,
+    thread_cost,
+)
 
 # select() lets the kernel fire its timer up to 0.1 % of the timeout late (fs/select.c,
 # select_estimate_accuracy: the process's timer slack is only a floor). Spin.wait shortens each
@@ -96,6 +103,7 @@ class Engine:
         self._order = 0
         self.compiled: compiled.Loop | None = None  # the packet loop, when it is the C one
         self._counted: dict[str, Any] = {}  # what only the C loop counts
+        self.scheduling: dict[str, Any] = {}  # what the kernel granted the loop's thread
 
     def on_packet(self, packet: Packet) -> None:
         now = self.clock()
@@ -161,7 +169,7 @@ class Engine:
             "spin_us": round(self.spin.s * 1e6, 1),
             **self._counted,
             "decisions": self.schedule.decisions(),
-            "thread": thread_cost(),
+            "thread": {**self.scheduling, **thread_cost()},
         }
 
     def absorb(self, drained: dict[str, Any]) -> None:
@@ -264,6 +272,7 @@ def run(
     adaptive_spin: bool = True,
     control_path: str = PATH,
     loop: str = "compiled",
+    realtime: bool = True,
 ) -> int:
     from echolab_control import Control
 
@@ -274,7 +283,13 @@ def run(
     signal.signal(signal.SIGINT, stop)
     slack = set_timer_slack(1)
     short_slice = set_slice()
+    refused = set_realtime() if realtime else "not asked"
     engine = Engine(schedule, spin_s=spin_s, adaptive_spin=adaptive_spin, kernel_clock=kernel_clock)
+    engine.scheduling = {
+        "timer_slack_1ns": slack,
+        "slice_us": SLICE_NS / 1000 if short_slice else None,
+        "realtime": {"priority": RT_PRIORITY} if refused is None else {"refused": refused},
+    }
     control = Control(engine.control, control_path)
     try:
         moving, unbind = _bind(engine, loop, queue_num, max_len, control)
@@ -287,8 +302,7 @@ def run(
                 "event": "ready",
                 "queue": queue_num,
                 "loop": loop,
-                "timer_slack_1ns": slack,
-                "slice_us": SLICE_NS / 1000 if short_slice else None,
+                **engine.scheduling,
                 "control": control.path,
                 **vars_of(schedule),
             }

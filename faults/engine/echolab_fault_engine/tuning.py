@@ -54,6 +54,25 @@ def set_slice(nanoseconds: int = SLICE_NS) -> bool:
         return False
 
 
+RT_PRIORITY = 50  # above every default-policy task, below the kernel's own threads (99)
+
+
+def set_realtime(priority: int = RT_PRIORITY) -> str | None:
+    """Ask for ``SCHED_FIFO``: a woken real-time thread takes a core from any fair-scheduled
+    task at once, so a busy workload cannot make the engine late, however short the slice.
+    Needs ``CAP_SYS_NICE`` and, where the kernel groups real-time time (cgroup v1 with
+    ``CONFIG_RT_GROUP_SCHED``), a real-time budget for the container (``--cpu-rt-runtime``,
+    which the daemon's own ``cpu-rt-runtime`` makes possible); the budget also bounds what the
+    engine can take from the workload. None when granted, else the kernel's reason."""
+    import os
+
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+    except OSError as e:
+        return e.strerror or str(e)
+    return None
+
+
 def thread_cost() -> dict[str, Any]:
     """The calling thread's CPU and scheduling as the kernel counts them: time on a CPU and
     time runnable but waiting for one (``/proc/thread-self/schedstat``: the run-queue wait is
