@@ -14,17 +14,12 @@ summary and the report), 130 when interrupted (the finished runs are kept), 2 fo
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
 import json
-import signal
 import sys
-import threading
 import tomllib
-from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import docker
@@ -45,24 +40,6 @@ from harness.experiment.store import Results
 
 USAGE_ERROR = 2
 INTERRUPTED = 130
-
-
-@contextlib.contextmanager
-def _remembered_interrupts() -> Iterator[threading.Event]:
-    """Ctrl-C raises KeyboardInterrupt as always, and is also remembered (the event): one that
-    lands while Python runs a finalizer (the garbage collector closing a connection pool) is
-    printed and dropped, and the batch would go on to its end."""
-    seen = threading.Event()
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        seen.set()
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield seen
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 # Which backends draw their loss and jitter from the run's seed (the same seed, the same
@@ -173,8 +150,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     with LiveDisplay(experiment.name, runs, experiment.swept) as display:
         display.skip(done)
         try:
-            with _remembered_interrupts() as interrupted:
-                run_all(experiment, runs, results, display, interrupted.is_set)
+            run_all(experiment, runs, results, display)
         except KeyboardInterrupt:
             stopped = "interrupted"
         except EcholabError as error:  # a lab that would not start, a fault that failed...

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import ExitStack, closing
 from dataclasses import asdict
 from typing import Any, Protocol, cast
@@ -265,12 +265,10 @@ def run_all(
     runs: Sequence[Run],
     results: Results,
     display: Display,
-    interrupted: Callable[[], bool] = lambda: False,
 ) -> list[str]:
     """Every run not yet in ``results``, in order; returns the ids run now. A run's record is
-    on disk before the next begins. ``interrupted()`` is asked before each run: a Ctrl-C that
-    Python dropped (raised inside a finalizer, where exceptions are only printed) still stops
-    the batch there, as KeyboardInterrupt."""
+    on disk before the next begins. A Ctrl-C unwinds the run in progress (the command line
+    raises again one that Python dropped in a finalizer: ``cli.common``)."""
     done = set(results.done())
     ran = []
     made: Cluster | None = None
@@ -285,8 +283,6 @@ def run_all(
             for where in sorted({str(r.settings["placement"]) for r in runs}):
                 cluster.check_placement(client, where)
         for run in runs:
-            if interrupted():
-                raise KeyboardInterrupt("interrupted between runs")
             if run.id in done:
                 continue
             record = execute(experiment, run, display, made)
