@@ -21,7 +21,7 @@ import json
 import logging
 import os
 import secrets
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -63,18 +63,20 @@ def engine_scheduling() -> dict[str, Any]:
     return {"cpu_shares": CPU_SHARES, **({"cpu_rt_runtime": budget} if budget else {})}
 
 
-def start_engine(container: Container) -> None:
-    """Start a created sidecar; Docker's refusal of the real-time budget says what to change."""
+@contextlib.contextmanager
+def budget_explained(scheduling: dict[str, Any]) -> Iterator[None]:
+    """Docker's refusal of the real-time budget (at create on cgroup v2, at start where the
+    daemon has none to share) as a FaultError that says what to change."""
     try:
-        container.start()
+        yield
     except docker.errors.APIError as e:
-        budget = container.attrs.get("HostConfig", {}).get("CpuRealtimeRuntime")
+        budget = scheduling.get("cpu_rt_runtime")
         if budget and ("rt_runtime" in str(e) or "real-time" in str(e).lower()):
             raise FaultError(
                 f"Docker would not give the fault engine a real-time budget of {budget} us/s "
-                f"({RT_RUNTIME_ENV}): the daemon needs one to share (its cpu-rt-runtime "
-                f"setting), on a kernel that groups real-time time; unset {RT_RUNTIME_ENV} to "
-                f"run the engine without. Docker said: {e.explanation or e}"
+                f"({RT_RUNTIME_ENV}): on cgroup v1 the daemon needs one to share (its "
+                f"cpu-rt-runtime setting); cgroup v2 has no budgets and needs none. Unset "
+                f"{RT_RUNTIME_ENV} to run the engine without. Docker said: {e.explanation or e}"
             ) from e
         raise
 
@@ -134,26 +136,28 @@ class Sidecar:
         try:
             self._clear_leftovers()
             owner = session.owning(self.client, self.image, self.session)
-            self.container = self.client.containers.create(
-                self.image,
-                command=self.plan.command,
-                name=f"{self.target.name}-fault{self.slot}-{self.kind}-{secrets.token_hex(3)}",
-                network_mode=f"container:{self.target.id}",
-                cap_drop=["ALL"],
-                cap_add=["NET_ADMIN", "SYS_NICE"],  # SYS_NICE: SCHED_FIFO for the engine
-                labels={
-                    **labels.lab_labels(self.lab_id, ROLE, owner),
-                    labels.FAULT_TARGET: name_of(self.target),
-                    labels.FAULT_SLOT: str(self.slot),
-                    labels.FAULT_KIND: self.kind,
-                    labels.FAULT_BACKEND: self.plan.backend,
-                    labels.FAULT_REMOVE: json.dumps(self.plan.remove),
-                },
-                mem_limit="128m",
-                pids_limit=32,
-                **engine_scheduling(),
-            )
-            start_engine(self.container)
+            scheduling = engine_scheduling()
+            with budget_explained(scheduling):
+                self.container = self.client.containers.create(
+                    self.image,
+                    command=self.plan.command,
+                    name=f"{self.target.name}-fault{self.slot}-{self.kind}-{secrets.token_hex(3)}",
+                    network_mode=f"container:{self.target.id}",
+                    cap_drop=["ALL"],
+                    cap_add=["NET_ADMIN", "SYS_NICE"],  # SYS_NICE: SCHED_FIFO for the engine
+                    labels={
+                        **labels.lab_labels(self.lab_id, ROLE, owner),
+                        labels.FAULT_TARGET: name_of(self.target),
+                        labels.FAULT_SLOT: str(self.slot),
+                        labels.FAULT_KIND: self.kind,
+                        labels.FAULT_BACKEND: self.plan.backend,
+                        labels.FAULT_REMOVE: json.dumps(self.plan.remove),
+                    },
+                    mem_limit="128m",
+                    pids_limit=32,
+                    **scheduling,
+                )
+                self.container.start()
             sidecars.wait_ready(self.container, f"fault sidecar of {self.target.name}")
             for argv in self.plan.remove:  # earlier runs' leftovers: idempotent apply
                 self._exec(argv, check=False)
